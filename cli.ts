@@ -1,0 +1,178 @@
+/**
+ * The command line of bhyve-gdbstub: parsing and the help text.
+ *
+ * Parsing is pure (no I/O) so that every bad argument can be tested for its one-line message.
+ * `node:util` parseArgs stands in for JSR's `@std/cli`, which cannot be installed here.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+
+export const VERSION = "0.1.0";
+
+/** Where to listen, from `-G [w][ADDR:]PORT`. */
+export interface ListenSpec {
+  /** Hold the guest until a debugger attaches and continues it (the leading `w`). */
+  wait: boolean;
+  /** Host to bind; localhost unless the user names one. */
+  hostname: string;
+  port: number;
+}
+
+export const LOG_LEVELS = ["trace", "debug", "info", "warning", "error", "fatal"] as const;
+export type LogLevel = typeof LOG_LEVELS[number];
+
+export interface Options {
+  vm: string;
+  listen: ListenSpec;
+  /** Explicit libvmmapi path (`--vmmapi` or `BHYVE_GDBSTUB_VMMAPI`), if any. */
+  vmmapi?: string;
+  logLevel: LogLevel;
+}
+
+export type Command =
+  | { kind: "help" }
+  | { kind: "version" }
+  | { kind: "run"; options: Options };
+
+/** A command-line mistake: main prints `message` on one line and exits with status 2. */
+export class UsageError extends Error {
+  override name = "UsageError";
+}
+
+export const DEFAULT_HOST = "127.0.0.1";
+
+/**
+ * Parses `-G`'s argument: `[w][ADDR:]PORT`, with IPv6 written `[ADDR]:PORT`.
+ *
+ * @example
+ * parseListenSpec("w[::1]:1234"); // { wait: true, hostname: "::1", port: 1234 }
+ */
+export function parseListenSpec(text: string): ListenSpec {
+  const wait = text.startsWith("w");
+  const rest = wait ? text.slice(1) : text;
+  if (rest === "") {
+    throw new UsageError(`-G ${text}: a port is required${wait ? " after 'w'" : ""}`);
+  }
+  let hostname = DEFAULT_HOST;
+  let portText = rest;
+  const v6 = /^\[([^\]]*)\]:(.*)$/.exec(rest);
+  if (v6) {
+    hostname = v6[1]!;
+    portText = v6[2]!;
+    if (hostname === "") throw new UsageError(`-G ${text}: empty address in brackets`);
+  } else if (rest.includes(":")) {
+    const colon = rest.lastIndexOf(":");
+    hostname = rest.slice(0, colon);
+    portText = rest.slice(colon + 1);
+    if (hostname === "") throw new UsageError(`-G ${text}: empty address before ':'`);
+    if (hostname.includes(":")) {
+      throw new UsageError(`-G ${text}: write an IPv6 address in brackets, as [::1]:1234`);
+    }
+  }
+  if (!/^[0-9]+$/.test(portText)) {
+    throw new UsageError(`-G ${text}: '${portText}' is not a port number`);
+  }
+  const port = Number(portText);
+  if (port < 1 || port > 65535) {
+    throw new UsageError(`-G ${text}: port ${port} is out of range (1-65535)`);
+  }
+  return { wait, hostname, port };
+}
+
+/** Parses the arguments (without the program name) into a command, or throws UsageError. */
+export function parseCommandLine(
+  args: string[],
+  env: { get(name: string): string | undefined } = { get: () => undefined },
+): Command {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        vm: { type: "string" },
+        gdb: { type: "string", short: "G" },
+        vmmapi: { type: "string" },
+        "log-level": { type: "string" },
+        help: { type: "boolean", short: "h" },
+        version: { type: "boolean", short: "V" },
+      },
+    });
+  } catch (error) {
+    throw new UsageError(describeParseError(error));
+  }
+  const v = parsed.values;
+  if (v.help) return { kind: "help" };
+  if (v.version) return { kind: "version" };
+  if (v.vm === undefined || v.vm === "") {
+    throw new UsageError("--vm NAME is required: the name of the running bhyve VM");
+  }
+  if (v.vm.includes("/")) throw new UsageError(`--vm ${v.vm}: a VM name cannot contain '/'`);
+  if (v.gdb === undefined) throw new UsageError("-G [w][ADDR:]PORT is required: where to listen");
+  const logLevel = v["log-level"] ?? "info";
+  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
+    throw new UsageError(`--log-level ${logLevel}: expected one of ${LOG_LEVELS.join(", ")}`);
+  }
+  const options: Options = {
+    vm: v.vm,
+    listen: parseListenSpec(v.gdb),
+    logLevel: logLevel as LogLevel,
+  };
+  const vmmapi = v.vmmapi ?? env.get("BHYVE_GDBSTUB_VMMAPI");
+  if (vmmapi !== undefined && vmmapi !== "") options.vmmapi = vmmapi;
+  return { kind: "run", options };
+}
+
+function describeParseError(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  // node's messages are long and mention "args"; keep the part a user needs.
+  const unknown = /Unknown option '([^']+)'/.exec(message);
+  if (unknown) return `unknown option ${unknown[1]} (see --help)`;
+  const missing = /Option '([^']+)' argument missing/.exec(message);
+  if (missing) return `option ${missing[1]!.split(" ")[0]} needs a value (see --help)`;
+  const positional = /Unexpected argument '([^']+)'/.exec(message);
+  if (positional) return `unexpected argument '${positional[1]}' (see --help)`;
+  return `${message.split("\n")[0]} (see --help)`;
+}
+
+export const HELP = `bhyve-gdbstub ${VERSION}
+Attach gdb or lldb to a RUNNING bhyve virtual machine, by name, from a separate process.
+No restart of the VM and no cooperation from the guest are needed.
+
+Usage:
+  bhyve-gdbstub --vm NAME -G [w][ADDR:]PORT [options]
+
+Options:
+  --vm NAME            the running VM (/dev/vmm/NAME)
+  -G, --gdb [w][ADDR:]PORT
+                       listen for one debugger on PORT, on 127.0.0.1 unless ADDR is
+                       given (IPv6 as [::1]:PORT). A leading 'w' holds the guest until
+                       a debugger attaches and continues it; if the VM does not exist
+                       yet, waits for it to appear.
+  --vmmapi PATH        the libvmmapi shared library (also BHYVE_GDBSTUB_VMMAPI);
+                       default: libvmmapi.so.6, then libvmmapi.so.5
+  --log-level LEVEL    trace, debug (every packet), info (default), warning, error
+  -h, --help           this text
+  -V, --version        the version
+
+Examples:
+  bhyve-gdbstub --vm freebsd14 -G 1234
+      then: gdb -ex 'target remote localhost:1234' /boot/kernel/kernel
+  bhyve-gdbstub --vm web -G w192.168.1.10:5555
+      holds VM 'web' until a debugger on the named address continues it
+
+What a debugger can do: list vCPUs as threads, read every vCPU's registers, read guest
+memory by virtual address through that vCPU's page tables (and in-kernel MMIO such as
+the local APIC), stop the guest (Ctrl-C) and continue it; the guest is held while a
+debugger is attached and runs again when it detaches or the connection drops.
+
+What cannot be done from outside a stock bhyve (the VM exits go to bhyve's own threads):
+  - single-step and breakpoints (software or hardware): bhyve continues the trap or,
+    for a breakpoint exit, aborts the whole VM; use bhyve's own -G to get them;
+  - a stop at the very first instruction: bhyve starts the boot vCPU itself; 'w' stops
+    the guest as soon as its vCPUs appear, which is the earliest possible from outside;
+  - reading MMIO that bhyve emulates in its own process (PCI BARs, framebuffer);
+  - reading x87/SSE registers (libvmmapi has no call for them).
+`;

@@ -1,0 +1,123 @@
+/**
+ * The contract between the protocol layer (rsp/) and whatever it debugs.
+ *
+ * rsp/ knows nothing of bhyve: it turns packets into calls on a {@link DebugTarget} and the
+ * results back into packets. vmm/ implements the interface for a bhyve VM; tests may implement
+ * it with a fake. Optional capabilities are optional members, so the qSupported and `vCont?`
+ * replies are computed from what the target really has and never advertise what is missing.
+ *
+ * @module
+ */
+
+/** One register as the debugger sees it; the target's single table drives `g`, `p` and target.xml. */
+export interface RegisterInfo {
+  /** gdb's name, e.g. "rax", "eflags", "fs_base". */
+  name: string;
+  /** Width in bits; values travel little-endian in bitsize/8 bytes. */
+  bitsize: number;
+  /** gdb register number: the `p` argument and the position in target.xml. */
+  regnum: number;
+  /** target.xml type, e.g. "int64", "code_ptr", "data_ptr", "i386_eflags", "i387_ext". */
+  type: string;
+  /** target.xml group, e.g. "general", "system", "float", "vector". */
+  group?: string;
+  /** Whether the register is part of the `g` packet (the core set gdb expects there). */
+  inG: boolean;
+}
+
+/** One `<feature>` of target.xml. */
+export interface FeatureInfo {
+  /** gdb's standard feature name, e.g. "org.gnu.gdb.i386.core", so gdb and lldb label it. */
+  name: string;
+  /** Type definitions (`<flags>`, `<vector>`, `<union>` …) the registers refer to, as XML. */
+  typesXml?: string;
+  registers: readonly RegisterInfo[];
+}
+
+/** What target.xml says: an architecture and its features in register-number order. */
+export interface TargetDescription {
+  /** e.g. "i386:x86-64". */
+  architecture: string;
+  features: readonly FeatureInfo[];
+}
+
+/** A thread as the debugger sees it (a vCPU). */
+export interface ThreadInfo {
+  /** Thread id on the wire, 1 or more (gdb reserves 0 and -1). */
+  id: number;
+  /** Short name, e.g. "vCPU 2". */
+  name: string;
+  /** What qThreadExtraInfo shows, e.g. "vCPU 2, suspended, long mode". */
+  extra: string;
+}
+
+/** Why the target is not running any more. */
+export type StopEvent =
+  | { kind: "stopped"; thread: number; signal: number }
+  | { kind: "exited"; status: number; message: string };
+
+/** Things a debugger may ask for that a target may be unable to do. */
+export type Capability = "step" | "breakpoint" | "write-memory" | "write-register";
+
+/**
+ * A failure the debugger should see as an `Enn` reply (with the message, where the client
+ * accepts error-message+); the session goes on.
+ */
+export class TargetError extends Error {
+  override name = "TargetError";
+  /** The errno-style code put in `Enn` (e.g. 14 for EFAULT). */
+  readonly code: number;
+  constructor(message: string, code: number, options?: ErrorOptions) {
+    super(message, options);
+    this.code = code;
+  }
+}
+
+/** The target has vanished (the VM was destroyed): the session reports an exit and ends. */
+export class TargetGoneError extends Error {
+  override name = "TargetGoneError";
+}
+
+/**
+ * What the protocol layer needs from a debuggee. Reads are synchronous (they are quick, and
+ * this keeps the hot path free of promises); run control is asynchronous.
+ */
+export interface DebugTarget {
+  /** The register table, grouped into target.xml features. */
+  description(): TargetDescription;
+  /** Current threads (active vCPUs), in id order. */
+  threads(): ThreadInfo[];
+
+  /**
+   * Every register of `thread`, indexed by regnum; `undefined` marks a register the target
+   * cannot read (sent as `x` digits in `g`, an error for `p`), never as zeros.
+   */
+  readRegisters(thread: number): (Uint8Array | undefined)[];
+  /** One register; `undefined` if the target cannot read it. */
+  readRegister(thread: number, regnum: number): Uint8Array | undefined;
+
+  /**
+   * Up to `length` bytes at `address` as `thread` sees it (virtual, through its page tables,
+   * unless the target is in physical mode). A shorter result means the read hit an unmapped
+   * or unreadable page; if nothing at all can be read, throws {@link TargetError}.
+   */
+  readMemory(thread: number, address: bigint, length: number): Uint8Array;
+
+  /** Stops every thread (attach, Ctrl-C); resolves once all are parked. */
+  stop(): Promise<StopEvent>;
+  /** Lets every thread run again. */
+  resume(): Promise<void>;
+  /**
+   * While running: resolves when the target stops on its own (for a debugger outside bhyve,
+   * only when the VM vanishes). Rejects with an AbortError when `signal` aborts.
+   */
+  waitForStop(signal: AbortSignal): Promise<StopEvent>;
+  /** Undoes the attach: resumes exactly what this debugger stopped, and releases the target. */
+  detach(): Promise<void>;
+
+  /** Why `capability` is unavailable, in words for the user; undefined if it is available. */
+  unsupported(capability: Capability): string | undefined;
+
+  /** Runs a `monitor` command (qRcmd) and returns its console output. */
+  monitor?(command: string, thread: number): string | Promise<string>;
+}

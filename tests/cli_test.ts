@@ -1,0 +1,96 @@
+import assert from "node:assert/strict";
+import { parseCommandLine, parseListenSpec, UsageError } from "../cli.ts";
+
+const noEnv = { get: () => undefined };
+
+Deno.test("-G accepts a port, an address, IPv6 in brackets and the w prefix", () => {
+  assert.deepEqual(parseListenSpec("1234"), { wait: false, hostname: "127.0.0.1", port: 1234 });
+  assert.deepEqual(parseListenSpec("w1234"), { wait: true, hostname: "127.0.0.1", port: 1234 });
+  assert.deepEqual(parseListenSpec("0.0.0.0:99"), { wait: false, hostname: "0.0.0.0", port: 99 });
+  assert.deepEqual(parseListenSpec("w[::1]:65535"), { wait: true, hostname: "::1", port: 65535 });
+  assert.deepEqual(parseListenSpec("localhost:1"), { wait: false, hostname: "localhost", port: 1 });
+});
+
+Deno.test("a full command line parses into options", () => {
+  const command = parseCommandLine(
+    ["--vm", "guest0", "-G", "w4444", "--log-level", "debug", "--vmmapi", "/x/libvmmapi.so.6"],
+    noEnv,
+  );
+  assert.deepEqual(command, {
+    kind: "run",
+    options: {
+      vm: "guest0",
+      listen: { wait: true, hostname: "127.0.0.1", port: 4444 },
+      logLevel: "debug",
+      vmmapi: "/x/libvmmapi.so.6",
+    },
+  });
+});
+
+Deno.test("BHYVE_GDBSTUB_VMMAPI names the library when --vmmapi does not", () => {
+  const env = { get: (name: string) => name === "BHYVE_GDBSTUB_VMMAPI" ? "/e/lib.so" : undefined };
+  const command = parseCommandLine(["--vm", "a", "-G", "1"], env);
+  assert.equal(command.kind === "run" && command.options.vmmapi, "/e/lib.so");
+  const explicit = parseCommandLine(["--vm", "a", "-G", "1", "--vmmapi", "/o.so"], env);
+  assert.equal(explicit.kind === "run" && explicit.options.vmmapi, "/o.so");
+});
+
+Deno.test("--help and --version win over everything else", () => {
+  assert.deepEqual(parseCommandLine(["--help"], noEnv), { kind: "help" });
+  assert.deepEqual(parseCommandLine(["-V"], noEnv), { kind: "version" });
+});
+
+const bad: [string[], RegExp][] = [
+  [["-G", "1234"], /--vm NAME is required/],
+  [["--vm", "", "-G", "1234"], /--vm NAME is required/],
+  [["--vm", "a/b", "-G", "1234"], /cannot contain '\/'/],
+  [["--vm", "a"], /-G \[w\]\[ADDR:\]PORT is required/],
+  [["--vm", "a", "-G", "0"], /port 0 is out of range/],
+  [["--vm", "a", "-G", "65536"], /port 65536 is out of range/],
+  [["--vm", "a", "-G", "w"], /a port is required after 'w'/],
+  [["--vm", "a", "-G", "12ab"], /'12ab' is not a port number/],
+  [["--vm", "a", "-G", "host:"], /'' is not a port number/],
+  [["--vm", "a", "-G", ":80"], /empty address before ':'/],
+  [["--vm", "a", "-G", "::1:80"], /IPv6 address in brackets/],
+  [["--vm", "a", "-G", "[]:80"], /empty address in brackets/],
+  [["--vm", "a", "-G", "1", "--log-level", "loud"], /--log-level loud: expected one of/],
+  [["--vm", "a", "-G", "1", "--frobnicate"], /unknown option --frobnicate/],
+  [["--vm"], /option --vm needs a value/],
+  [["--vm", "a", "-G", "1", "extra"], /unexpected argument 'extra'/],
+];
+
+for (const [args, message] of bad) {
+  Deno.test(`bad arguments: ${JSON.stringify(args)}`, () => {
+    assert.throws(() => parseCommandLine(args, noEnv), (error: unknown) => {
+      assert.ok(error instanceof UsageError);
+      assert.match(error.message, message);
+      assert.ok(!error.message.includes("\n"), "one line");
+      return true;
+    });
+  });
+}
+
+Deno.test("the program prints one line and exits 2 for each bad argument", async () => {
+  for (const [args, message] of bad) {
+    const { code, stderr, stdout } = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--allow-all", new URL("../main.ts", import.meta.url).pathname, ...args],
+      env: { BHYVE_GDBSTUB_VMMAPI: "" },
+    }).output();
+    const text = new TextDecoder().decode(stderr);
+    assert.equal(code, 2, `${JSON.stringify(args)}: ${text}`);
+    assert.match(text, message);
+    assert.equal(text.trimEnd().split("\n").length, 1, `one line: ${text}`);
+    assert.equal(stdout.length, 0);
+  }
+});
+
+Deno.test("--help reads like a finished tool's", async () => {
+  const { code, stdout } = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-all", new URL("../main.ts", import.meta.url).pathname, "--help"],
+  }).output();
+  const text = new TextDecoder().decode(stdout);
+  assert.equal(code, 0);
+  for (const part of ["Usage:", "Examples:", "--vm NAME", "-G", "single-step", "breakpoints"]) {
+    assert.ok(text.includes(part), `help mentions ${part}`);
+  }
+});
