@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { configure, getConsoleSink, getLogger } from "@logtape/logtape";
+import { configure, defaultTextFormatter, getLogger, type LogRecord } from "@logtape/logtape";
 import { HELP, type Options, parseCommandLine, UsageError, VERSION } from "./cli.ts";
 
 const log = getLogger(["bhyve-gdbstub"]);
@@ -36,7 +36,8 @@ export async function main(args: string[]): Promise<number> {
 
 async function setUpLogging(options: Options): Promise<void> {
   await configure({
-    sinks: { stderr: getConsoleSink({ console: { ...console, log: console.error } }) },
+    // Everything goes to stderr, synchronously, so the last lines before an exit are kept.
+    sinks: { stderr: (record: LogRecord) => console.error(defaultTextFormatter(record).trimEnd()) },
     loggers: [
       { category: ["bhyve-gdbstub"], lowestLevel: options.logLevel, sinks: ["stderr"] },
       { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["stderr"] },

@@ -9,7 +9,13 @@ const output = Deno.args[0] ?? "bhyve-gdbstub";
 const denort = Deno.env.get("DENORT_BIN");
 const permissions = ["--allow-ffi", "--allow-net", "--allow-read", "--allow-env"];
 const { code, stderr } = await new Deno.Command(Deno.execPath(), {
-  args: ["compile", ...permissions, "--output", output, new URL("../main.ts", import.meta.url).pathname],
+  args: [
+    "compile",
+    ...permissions,
+    "--output",
+    output,
+    new URL("../main.ts", import.meta.url).pathname,
+  ],
   stdout: "inherit",
   stderr: "piped",
 }).output();
