@@ -1,0 +1,305 @@
+/*
+ * The control endpoint: $TESTVM_DIR/NAME, the test VM's /dev/vmm/NAME.
+ *
+ * Any number of processes may connect (as any number may open the vmm
+ * device).  Each connection gets a thread that executes one request at a
+ * time with vmm.ko's rules: per-vCPU requests freeze their vCPU first and
+ * fail with EINVAL for a vCPU that does not exist.  The name is the only
+ * way in: a second live VM with the same name is refused, a socket left by
+ * a dead process is replaced.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "testvm.h"
+
+static char sock_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+static bool sock_owned;
+static int listen_fd = -1;
+
+void
+control_cleanup(void)
+{
+	if (sock_owned)
+		unlink(sock_path);
+	sock_owned = false;
+}
+
+static bool
+name_is_live(const struct sockaddr_un *sa)
+{
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	bool live = connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) == 0;
+
+	close(fd);
+	return live;
+}
+
+int
+control_listen(struct vm *vm, const char *dir)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+
+	if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+		die("%s: %s", dir, strerror(errno));
+	if ((size_t)snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/%s", dir,
+	    vm->name) >= sizeof(sa.sun_path))
+		die("control socket path %s/%s is too long", dir, vm->name);
+	listen_fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (listen_fd < 0)
+		die("socket: %s", strerror(errno));
+	if (bind(listen_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		if (errno != EADDRINUSE)
+			die("bind %s: %s", sa.sun_path, strerror(errno));
+		if (name_is_live(&sa))
+			die("a VM named '%s' is already running (%s)", vm->name,
+			    sa.sun_path);
+		unlink(sa.sun_path);	/* stale: its owner is gone */
+		if (bind(listen_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+			die("bind %s: %s", sa.sun_path, strerror(errno));
+	}
+	strcpy(sock_path, sa.sun_path);
+	sock_owned = true;
+	if (listen(listen_fd, 16) < 0)
+		die("listen: %s", strerror(errno));
+	return 0;
+}
+
+/* ---- request execution ------------------------------------------------ */
+
+static void
+get_cpus(struct vm *vm, int which, struct tvm_resp *resp)
+{
+	_Atomic uint64_t *set = which == TVM_CPUS_ACTIVE ? &vm->active_cpus :
+	    which == TVM_CPUS_DEBUG ? &vm->debug_cpus : &vm->suspended_cpus;
+
+	memset(resp->val, 0, sizeof(resp->val));
+	resp->val[0] = atomic_load(set);
+}
+
+/* bhyve maps one SYSMEM segment twice: [0, lowmem) and 4 GiB onwards. */
+static int
+mmap_getnext(struct vm *vm, uint64_t gpa, struct tvm_resp *resp)
+{
+	const uint64_t maps[2][3] = {	/* gpa, len, segoff */
+		{ 0, vm->lowmem, 0 },
+		{ TVM_HIGHMEM_BASE, vm->highmem, vm->lowmem },
+	};
+
+	for (int i = 0; i < 2; i++) {
+		if (maps[i][0] < gpa)
+			continue;
+		resp->val[0] = maps[i][0];
+		resp->val[1] = VM_SYSMEM;
+		resp->val[2] = maps[i][2];
+		resp->val[3] = maps[i][1];
+		resp->val[4] = PROT_READ | PROT_WRITE | PROT_EXEC;
+		resp->val[5] = 0;		/* not wired, no IOMMU */
+		return 0;
+	}
+	return ENOENT;
+}
+
+static int
+get_memseg(struct vm *vm, int64_t ident, struct tvm_resp *resp)
+{
+	int max = vm->vmm_version >= 15 ? 11 : 4;	/* VM_MAX_MEMSEGS */
+
+	if (ident < 0 || ident >= max)
+		return EINVAL;
+	resp->val[0] = ident == VM_SYSMEM ? vm->lowmem + vm->highmem : 0;
+	return 0;
+}
+
+static int
+vcpu_request(struct vm *vm, const struct tvm_req *req, struct tvm_resp *resp)
+{
+	struct vcpu *v;
+	struct seg_desc d;
+	int err = 0, ival = 0;
+
+	if (req->vcpu < 0 || req->vcpu >= vm->ncpus)
+		return EINVAL;
+	v = &vm->vcpu[req->vcpu];
+	vcpu_freeze(v);
+	switch (req->op) {
+	case TVM_OP_GET_REGS:
+	case TVM_OP_SET_REGS:
+		if (req->count > TVM_MAXREGS) {
+			err = EINVAL;
+			break;
+		}
+		for (uint32_t i = 0; i < req->count && err == 0; i++)
+			err = req->op == TVM_OP_GET_REGS ?
+			    regs_get(v, req->regs[i], &resp->val[i]) :
+			    regs_set(v, req->regs[i], req->arg[i]);
+		break;
+	case TVM_OP_GET_SEGDESC:
+		err = regs_get_segdesc(v, req->regs[0], &d);
+		resp->val[0] = d.base;
+		resp->val[1] = d.limit;
+		resp->val[2] = d.access;
+		break;
+	case TVM_OP_GLA2GPA: {
+		int fault = 0;
+
+		err = paging_gla2gpa(vm, &req->paging, req->arg[0],
+		    (int)req->arg[1], &resp->val[0], &fault);
+		resp->val[1] = fault;
+		break;
+	}
+	case TVM_OP_GET_CAP:
+		err = vcpu_get_cap(v, (int)req->arg[0], &ival);
+		resp->val[0] = (uint64_t)(int64_t)ival;
+		break;
+	case TVM_OP_SET_CAP:
+		err = vcpu_set_cap(v, (int)req->arg[0], (int)req->arg[1]);
+		break;
+	case TVM_OP_KERNEMU:
+		resp->val[0] = req->arg[3];
+		err = dev_kernemu(v, req->arg[0], req->arg[1] != 0,
+		    (int)req->arg[2], &resp->val[0]);
+		break;
+	default:
+		err = EINVAL;
+	}
+	vcpu_unfreeze(v);
+	return err;
+}
+
+static int
+execute(struct vm *vm, const struct tvm_req *req, struct tvm_resp *resp)
+{
+	switch (req->op) {
+	case TVM_OP_HELLO:
+		resp->val[0] = vm->ncpus;
+		resp->val[1] = vm->lowmem;
+		resp->val[2] = vm->highmem;
+		return 0;
+	case TVM_OP_MMAP_GETNEXT:
+		return mmap_getnext(vm, req->arg[0], resp);
+	case TVM_OP_GET_MEMSEG:
+		return get_memseg(vm, (int64_t)req->arg[0], resp);
+	case TVM_OP_SUSPEND_CPU:
+		return vcpu_suspend(vm, req->vcpu);
+	case TVM_OP_RESUME_CPU:
+		return vcpu_resume(vm, req->vcpu);
+	case TVM_OP_GET_CPUS:
+		get_cpus(vm, (int)req->arg[0], resp);
+		return 0;
+	case TVM_OP_TOPOLOGY:
+		/* bhyve's default topology: one single-threaded socket per vCPU */
+		resp->val[0] = vm->ncpus;
+		resp->val[1] = 1;
+		resp->val[2] = 1;
+		resp->val[3] = vm->ncpus;
+		return 0;
+	default:
+		return vcpu_request(vm, req, resp);
+	}
+}
+
+/* ---- connections ------------------------------------------------------ */
+
+static int
+send_resp(int fd, const struct tvm_resp *resp, int pass_fd)
+{
+	struct iovec iov = { .iov_base = (void *)resp, .iov_len = sizeof(*resp) };
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+
+	if (pass_fd >= 0) {
+		msg.msg_control = u.buf;
+		msg.msg_controllen = sizeof(u.buf);
+		struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &pass_fd, sizeof(int));
+	}
+	return sendmsg(fd, &msg, MSG_NOSIGNAL) == (ssize_t)sizeof(*resp) ? 0 : -1;
+}
+
+struct conn {
+	struct vm *vm;
+	int fd;
+};
+
+static void *
+conn_thread(void *arg)
+{
+	struct conn *c = arg;
+	struct tvm_req *req = malloc(sizeof(*req));
+	struct tvm_resp *resp = malloc(sizeof(*resp));
+
+	for (;;) {
+		ssize_t n = recv(c->fd, req, sizeof(*req), 0);
+
+		if (n <= 0)
+			break;
+		memset(resp, 0, sizeof(*resp));
+		if (n != sizeof(*req) || req->magic != TVM_PROTO_MAGIC)
+			resp->error = EINVAL;
+		else
+			resp->error = execute(c->vm, req, resp);
+		int pass = (resp->error == 0 && n == sizeof(*req) &&
+		    req->op == TVM_OP_HELLO) ? c->vm->mem_fd : -1;
+		if (send_resp(c->fd, resp, pass) < 0)
+			break;
+	}
+	close(c->fd);
+	free(req);
+	free(resp);
+	free(c);
+	return NULL;
+}
+
+static void *
+accept_thread(void *arg)
+{
+	struct vm *vm = arg;
+
+	for (;;) {
+		int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
+		pthread_t t;
+
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			break;
+		}
+		struct conn *c = malloc(sizeof(*c));
+		c->vm = vm;
+		c->fd = fd;
+		if (pthread_create(&t, NULL, conn_thread, c) != 0) {
+			close(fd);
+			free(c);
+			continue;
+		}
+		pthread_detach(t);
+	}
+	return NULL;
+}
+
+void
+control_start(struct vm *vm)
+{
+	pthread_t t;
+
+	if (pthread_create(&t, NULL, accept_thread, vm) != 0)
+		die("pthread_create: %s", strerror(errno));
+	pthread_detach(t);
+}

@@ -1,0 +1,121 @@
+/*
+ * The hypervisor's shared state.  One process owns one VM, like bhyve:
+ * main.c wires the pieces, vm.c makes the KVM VM and its memory, vcpu.c runs
+ * one thread per vCPU, devices.c answers the guest's I/O, loader.c puts a
+ * guest in memory, control.c serves other processes, regs.c and paging.c
+ * carry out their register and translation requests.
+ */
+#ifndef TESTVM_H
+#define TESTVM_H
+
+#include <linux/kvm.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "testvm_abi.h"
+#include "tvm_proto.h"
+#include "vmmapi.h"
+
+struct vm;
+
+struct vcpu {
+	struct vm *vm;
+	int id;
+	int fd;				/* KVM vCPU fd */
+	struct kvm_run *run;
+	pthread_t thread;
+
+	/*
+	 * vmm.ko's vCPU state machine, reduced to what a debugger sees:
+	 * `running` while the thread is inside KVM_RUN, `frozen` while a
+	 * request from another process owns the vCPU (VCPU_FROZEN).
+	 */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool running;
+	bool frozen;
+
+	/* Capabilities (per vCPU, like vm_set_capability). */
+	int cap_mtrap;
+	int cap_bpt;
+	int cap_mask_hwintr;
+	int cap_halt, cap_pause;
+};
+
+struct vm {
+	const char *name;
+	int ncpus;
+	int vmm_version;		/* 13, 14 or 15: which vm_reg_name/cap range */
+	int spinup_delay_ms;
+
+	int kvm_fd, vm_fd;
+	int mem_fd;			/* memfd, offset = guest-physical address */
+	uint8_t *mem;			/* the whole memfd, mapped */
+	uint64_t mem_size;		/* = top of the highest RAM range */
+	uint64_t lowmem, highmem;	/* RAM [0, lowmem) and [4G, 4G+highmem) */
+
+	struct vcpu vcpu[TVM_MAXCPU];
+
+	/* vmm.ko's cpusets; at most 8 vCPUs, so one word each. */
+	_Atomic uint64_t active_cpus;
+	_Atomic uint64_t debug_cpus;
+	_Atomic uint64_t suspended_cpus;
+
+	/* Devices. */
+	int serial_fd;
+	_Atomic uint64_t mmio_reads;
+
+	/* Exit request: any thread sets it, main() cleans up and exits. */
+	_Atomic int exiting;
+	int exit_code;
+	int exit_efd;
+};
+
+/* vm.c */
+int vm_create_kvm(struct vm *vm, uint64_t mem_bytes);
+bool vm_gpa_is_ram(const struct vm *vm, uint64_t gpa, uint64_t len);
+void vm_request_exit(struct vm *vm, int code, const char *why);
+
+/* vcpu.c */
+int vcpu_create(struct vm *vm, int id);
+int vcpu_start_threads(struct vm *vm);
+void vcpu_freeze(struct vcpu *v);
+void vcpu_unfreeze(struct vcpu *v);
+void vcpu_kick(struct vcpu *v);
+int vcpu_suspend(struct vm *vm, int id);
+int vcpu_resume(struct vm *vm, int id);
+void vcpu_spinup_ap(struct vcpu *bsp, int target, uint64_t rip);
+int vcpu_get_cap(struct vcpu *v, int cap, int *val);
+int vcpu_set_cap(struct vcpu *v, int cap, int val);
+
+/* regs.c: callers hold the vCPU frozen */
+int regs_get(struct vcpu *v, int reg, uint64_t *val);
+int regs_set(struct vcpu *v, int reg, uint64_t val);
+int regs_get_segdesc(struct vcpu *v, int reg, struct seg_desc *desc);
+int regs_set_realmode_start(struct vcpu *v, uint64_t rip);
+
+/* paging.c */
+int paging_gla2gpa(struct vm *vm, const struct tvm_paging *paging,
+    uint64_t gla, int prot, uint64_t *gpa, int *fault);
+void paging_from_sregs(const struct kvm_sregs *s, struct tvm_paging *p);
+
+/* devices.c */
+void dev_serial_open(struct vm *vm, const char *path);
+int dev_pio(struct vcpu *v);
+int dev_mmio(struct vcpu *v);
+int dev_kernemu(struct vcpu *v, uint64_t gpa, bool write, int size,
+    uint64_t *value);
+
+/* loader.c */
+int load_demo_guest(struct vm *vm, const char *elf_path);
+
+/* control.c */
+int control_listen(struct vm *vm, const char *dir);
+void control_start(struct vm *vm);
+void control_cleanup(void);
+
+void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
+
+#endif /* TESTVM_H */

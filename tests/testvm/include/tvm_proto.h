@@ -1,0 +1,66 @@
+/*
+ * The control protocol between libvmmapi (lib/) and the hypervisor (hv/).
+ *
+ * It plays the part of the ioctls on /dev/vmm/NAME.  KVM's vCPU ioctls work
+ * only in the process that created the VM, so every request is carried to
+ * the hypervisor over a SOCK_SEQPACKET unix socket at $TESTVM_DIR/NAME and
+ * executed there, on the same terms as vmm.ko executes an ioctl: per-vCPU
+ * requests first freeze the vCPU (kick it out of the guest and wait).
+ *
+ * One request message, one reply message, both fixed size.  The reply to
+ * TVM_OP_HELLO carries the guest-RAM memfd as SCM_RIGHTS ancillary data.
+ */
+#ifndef TVM_PROTO_H
+#define TVM_PROTO_H
+
+#include <stdint.h>
+
+#define TVM_PROTO_MAGIC		0x54564d32u	/* bump on any layout change */
+#define TVM_MAXCPU		8
+#define TVM_MAXREGS		64
+#define TVM_DEFAULT_DIR		"/tmp/testvm-vmm"
+
+enum tvm_op {
+	TVM_OP_HELLO = 1,	/* -> val[0]=ncpus val[1]=lowmem val[2]=highmem, fd */
+	TVM_OP_GET_REGS,	/* vcpu, count, regs[] -> val[] */
+	TVM_OP_SET_REGS,	/* vcpu, count, regs[], arg[0..count) values */
+	TVM_OP_GET_SEGDESC,	/* vcpu, regs[0] -> val[0]=base [1]=limit [2]=access */
+	TVM_OP_GLA2GPA,		/* vcpu, paging, arg[0]=gla arg[1]=prot -> val[0]=gpa [1]=fault */
+	TVM_OP_MMAP_GETNEXT,	/* arg[0]=gpa -> gpa segid segoff len prot flags */
+	TVM_OP_GET_MEMSEG,	/* arg[0]=ident -> val[0]=len */
+	TVM_OP_SUSPEND_CPU,	/* vcpu (-1: all active) */
+	TVM_OP_RESUME_CPU,	/* vcpu (-1: all) */
+	TVM_OP_GET_CPUS,	/* arg[0]=TVM_CPUS_* -> val[] is a 512-byte cpuset_t */
+	TVM_OP_GET_CAP,		/* vcpu, arg[0]=cap -> val[0] */
+	TVM_OP_SET_CAP,		/* vcpu, arg[0]=cap arg[1]=value */
+	TVM_OP_KERNEMU,		/* vcpu, arg[0]=gpa arg[1]=write arg[2]=size arg[3]=value -> val[0] */
+	TVM_OP_TOPOLOGY,	/* -> sockets cores threads maxcpus */
+};
+
+enum { TVM_CPUS_ACTIVE, TVM_CPUS_SUSPENDED, TVM_CPUS_DEBUG };
+
+struct tvm_paging {		/* same layout as struct vm_guest_paging */
+	uint64_t cr3;
+	int32_t cpl;
+	int32_t cpu_mode;
+	int32_t paging_mode;
+	int32_t pad;
+};
+
+struct tvm_req {
+	uint32_t magic;		/* TVM_PROTO_MAGIC */
+	uint32_t op;		/* enum tvm_op */
+	int32_t vcpu;
+	uint32_t count;		/* number of regs[] in use */
+	struct tvm_paging paging;
+	uint64_t arg[TVM_MAXREGS];
+	int32_t regs[TVM_MAXREGS];
+};
+
+struct tvm_resp {
+	int32_t error;		/* 0 or an errno value, as an ioctl returns */
+	uint32_t pad;
+	uint64_t val[TVM_MAXREGS];	/* 512 bytes: also holds a cpuset_t */
+};
+
+#endif /* TVM_PROTO_H */
