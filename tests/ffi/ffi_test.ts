@@ -1,0 +1,52 @@
+import assert from "node:assert/strict";
+import { decodeCpuset, errnoName, loadVmmapi, VmmapiLoadError } from "../../ffi/mod.ts";
+import { libc } from "../../ffi/libc.ts";
+import { lastError } from "../../ffi/errno.ts";
+import { MapError, MappedRange } from "../../ffi/memory.ts";
+
+Deno.test("a load failure names every path tried and how to point at the library", () => {
+  assert.throws(() => loadVmmapi({ path: "/nonexistent/libvmmapi.so.6" }), (e: unknown) => {
+    assert.ok(e instanceof VmmapiLoadError);
+    assert.deepEqual(e.tried, ["/nonexistent/libvmmapi.so.6"]);
+    assert.match(e.message, /Tried:\n {2}\/nonexistent\/libvmmapi\.so\.6: /);
+    assert.match(e.message, /--vmmapi PATH or BHYVE_GDBSTUB_VMMAPI=PATH/);
+    assert.ok(e.cause instanceof Error);
+    return true;
+  });
+});
+
+Deno.test("without a path, libvmmapi.so.6 then libvmmapi.so.5 are tried", () => {
+  let api;
+  try {
+    api = loadVmmapi();
+  } catch (e) {
+    assert.ok(e instanceof VmmapiLoadError);
+    assert.deepEqual(e.tried, ["libvmmapi.so.6", "libvmmapi.so.5"]);
+    return;
+  }
+  api.close(); // a host that has one installed
+});
+
+Deno.test("a cpuset decodes bit n of the little-endian longs as CPU n", () => {
+  const set = new Uint8Array(512);
+  set[0] = 0b1000_0101;
+  set[8] = 0x01; // CPU 64
+  set[511] = 0x80; // CPU 4095
+  assert.deepEqual(decodeCpuset(set), [0, 2, 7, 64, 4095]);
+});
+
+Deno.test("errno comes from libc and becomes a readable VmmError", () => {
+  // mmap on a closed descriptor fails with EBADF.
+  assert.throws(() => MappedRange.map(-1, 0n, 4096n), (e: unknown) => {
+    assert.ok(e instanceof MapError);
+    assert.match(e.message, /failed: EBADF \(/);
+    return true;
+  });
+  libc().mmap(4096n, -1, 0n);
+  const error = lastError("vm_get_register", "vCPU 2, RIP");
+  assert.equal(error.code, "EBADF");
+  assert.equal(error.errno, 9);
+  assert.match(error.message, /^vm_get_register\(vCPU 2, RIP\) failed: EBADF \(.+\)$/);
+  assert.equal(errnoName(6), "ENXIO");
+  assert.equal(errnoName(9999), "E9999");
+});

@@ -1,0 +1,213 @@
+/**
+ * Guest memory as a debugger reads it: by guest-virtual address through one vCPU's paging
+ * state, or by guest-physical address, routed by the guest-physical map.
+ *
+ * RAM is read through the mapped device fd; the in-kernel devices (local APIC, I/O APIC,
+ * HPET) through vm_readwrite_kernemu_device, in aligned 4-byte accesses; everything else is
+ * MMIO that bhyve emulates in its own process, or nothing, and is refused with a message
+ * that says so. Virtual reads go page by page: translate once, clip at the page end, copy.
+ *
+ * @module
+ */
+import { TargetError } from "../rsp/target.ts";
+import { type GuestPaging, isGone, type MemoryRange, type VmHandle, VmmError } from "./vmmapi.ts";
+
+/** EFAULT, the code every refused read carries. */
+export const EFAULT = 14;
+/** PROT_READ, for vm_gla2gpa_nofault. */
+const PROT_READ = 1;
+const PAGE = 4096n;
+
+/** An in-kernel device whose registers kernemu reads. */
+export interface KernelDevice {
+  name: string;
+  gpa: bigint;
+  length: bigint;
+}
+
+/** The devices vmm.ko emulates itself (sys/amd64/vmm: vlapic, vioapic, vhpet). */
+export const KERNEL_DEVICES: readonly KernelDevice[] = [
+  { name: "local APIC", gpa: 0xfee0_0000n, length: 0x1000n },
+  { name: "I/O APIC", gpa: 0xfec0_0000n, length: 0x1000n },
+  { name: "HPET", gpa: 0xfed0_0000n, length: 0x400n },
+];
+
+const hex = (v: bigint) => `0x${v.toString(16)}`;
+
+/** Where a guest-physical address leads. */
+export type Route =
+  | { kind: "ram"; range: MemoryRange }
+  | { kind: "device"; device: KernelDevice }
+  | { kind: "refused"; reason: string };
+
+/** Reads guest memory of one VM. */
+export class GuestMemory {
+  #vm: VmHandle;
+  #ranges: MemoryRange[] | undefined;
+
+  constructor(vm: VmHandle) {
+    this.#vm = vm;
+  }
+
+  /** The guest-physical map (vm_mmap_getnext), read once. */
+  ranges(): MemoryRange[] {
+    if (this.#ranges === undefined || this.#ranges.length === 0) {
+      // Not cached while empty: a VM caught early (`w` mode) may not have its memory yet.
+      this.#ranges = this.#vm.memoryRanges().sort((a, b) => (a.gpa < b.gpa ? -1 : 1));
+    }
+    return this.#ranges;
+  }
+
+  /** Where `gpa` leads: RAM, an in-kernel device, or a refusal with its reason. */
+  route(gpa: bigint): Route {
+    const range = this.ranges().find((r) => gpa >= r.gpa && gpa < r.gpa + r.length);
+    if (range !== undefined) {
+      if (range.readable) return { kind: "ram", range };
+      return {
+        kind: "refused",
+        reason: `${hex(gpa)} is in memory segment "${range.segmentName}", which cannot be ` +
+          "mapped from outside bhyve",
+      };
+    }
+    const device = KERNEL_DEVICES.find((d) => gpa >= d.gpa && gpa < d.gpa + d.length);
+    if (device !== undefined) return { kind: "device", device };
+    return {
+      kind: "refused",
+      reason: `${hex(gpa)} is not guest RAM: it is MMIO emulated inside the bhyve process ` +
+        "(or unbacked), which cannot be read from outside it",
+    };
+  }
+
+  /**
+   * Up to `length` bytes at guest-physical `gpa`; `vcpu` picks whose local APIC kernemu
+   * reads. Stops early where the route changes to something unreadable; throws TargetError
+   * (EFAULT) if nothing could be read.
+   */
+  readPhysical(vcpu: number, gpa: bigint, length: number): Uint8Array {
+    const out = new Uint8Array(length);
+    const done = this.#readPhysicalInto(vcpu, gpa, out);
+    return done === length ? out : out.subarray(0, done);
+  }
+
+  #readPhysicalInto(vcpu: number, gpa: bigint, out: Uint8Array): number {
+    let done = 0;
+    while (done < out.length) {
+      const at = gpa + BigInt(done);
+      const route = this.route(at);
+      let chunk: number;
+      try {
+        chunk = this.#readRoute(vcpu, at, route, out.subarray(done));
+      } catch (error) {
+        if (done > 0 && error instanceof TargetError) break;
+        throw error;
+      }
+      done += chunk;
+    }
+    return done;
+  }
+
+  /** Reads what `route` allows at `gpa` into `into`, returning the byte count (> 0). */
+  #readRoute(vcpu: number, gpa: bigint, route: Route, into: Uint8Array): number {
+    switch (route.kind) {
+      case "refused":
+        throw new TargetError(`Cannot read guest memory: ${route.reason}`, EFAULT);
+      case "ram": {
+        const end = route.range.gpa + route.range.length;
+        const n = Number(bigMin(BigInt(into.length), end - gpa));
+        this.#vm.readRam(gpa, into.subarray(0, n));
+        return n;
+      }
+      case "device":
+        return this.#readDevice(vcpu, gpa, route.device, into);
+    }
+  }
+
+  #readDevice(vcpu: number, gpa: bigint, device: KernelDevice, into: Uint8Array): number {
+    const end = bigMin(device.gpa + device.length, gpa + BigInt(into.length));
+    let done = 0;
+    for (let word = gpa & ~3n; word < end; word += 4n) {
+      let value: bigint;
+      try {
+        value = this.#vm.readKernemu(vcpu, word, 4);
+      } catch (error) {
+        if (isGone(error) || !(error instanceof VmmError)) throw error;
+        if (done > 0) return done;
+        throw new TargetError(
+          `Cannot read guest memory: ${hex(word)} (${device.name}) cannot be read through ` +
+            `vm_readwrite_kernemu_device: ${error.code}`,
+          EFAULT,
+          { cause: error },
+        );
+      }
+      for (let b = 0n; b < 4n; b++) {
+        const at = word + b;
+        if (at >= gpa && at < end) into[done++] = Number((value >> (8n * b)) & 0xffn);
+      }
+    }
+    return done;
+  }
+
+  #translate(vcpu: number, paging: GuestPaging, gva: bigint): bigint | undefined {
+    try {
+      return this.#vm.gla2gpa(vcpu, paging, gva, PROT_READ);
+    } catch (error) {
+      if (isGone(error) || !(error instanceof VmmError)) throw error;
+      // e.g. EFAULT: a page-table page outside guest RAM.
+      throw new TargetError(
+        `Cannot read guest memory: translating ${hex(gva)} on vCPU ${vcpu} failed: ` +
+          error.message,
+        EFAULT,
+        { cause: error },
+      );
+    }
+  }
+
+  /**
+   * Up to `length` bytes at guest-virtual `gva` as `vcpu` sees it through `paging`.
+   * A short result means the read reached an unmapped or unreadable page; if not even the
+   * first byte can be read, throws TargetError (EFAULT).
+   */
+  readVirtual(vcpu: number, paging: GuestPaging, gva: bigint, length: number): Uint8Array {
+    const out = new Uint8Array(length);
+    let done = 0;
+    while (done < length) {
+      const at = (gva + BigInt(done)) & 0xffff_ffff_ffff_ffffn;
+      const chunk = Number(bigMin(BigInt(length - done), PAGE - (at % PAGE)));
+      let gpa: bigint | undefined;
+      try {
+        gpa = this.#translate(vcpu, paging, at);
+      } catch (error) {
+        if (done > 0 && error instanceof TargetError) break;
+        throw error;
+      }
+      if (gpa === undefined) {
+        if (done > 0) break;
+        throw new TargetError(
+          `Cannot read guest memory: ${hex(at)} is not mapped on vCPU ${vcpu}`,
+          EFAULT,
+        );
+      }
+      let n: number;
+      try {
+        n = this.#readPhysicalInto(vcpu, gpa, out.subarray(done, done + chunk));
+      } catch (error) {
+        if (done > 0 && error instanceof TargetError) break;
+        if (error instanceof TargetError) {
+          throw new TargetError(
+            `${error.message} (virtual address ${hex(at)} on vCPU ${vcpu})`,
+            error.code,
+            { cause: error },
+          );
+        }
+        throw error;
+      }
+      done += n;
+      if (n < chunk) break;
+    }
+    return done === length ? out : out.subarray(0, done);
+  }
+}
+
+function bigMin(a: bigint, b: bigint): bigint {
+  return a < b ? a : b;
+}

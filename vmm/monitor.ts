@@ -1,0 +1,204 @@
+/**
+ * `monitor` commands (qRcmd): diagnostics a debugger cannot ask for otherwise.
+ *
+ * @module
+ */
+import { TargetError, TargetGoneError } from "../rsp/target.ts";
+import { KERNEL_DEVICES } from "./memory.ts";
+import { walk, type WalkResult } from "./page_walk.ts";
+import { cpuModeName, CR4_PSE, pagingModeName } from "./paging.ts";
+import type { VmTarget } from "./target.ts";
+import { isGone } from "./vmmapi.ts";
+
+const hex = (v: bigint) => `0x${v.toString(16)}`;
+const hex16 = (v: bigint) => `0x${v.toString(16).padStart(16, "0")}`;
+
+/** The local APIC registers `monitor lapic` shows: [name, offset in the APIC page]. */
+export const LAPIC_REGISTERS: readonly [string, number][] = [
+  ["ID", 0x20],
+  ["Version", 0x30],
+  ["TPR", 0x80],
+  ["PPR", 0xa0],
+  ["LDR", 0xd0],
+  ["DFR", 0xe0],
+  ["SVR", 0xf0],
+  ["ESR", 0x280],
+  ["ICR low", 0x300],
+  ["ICR high", 0x310],
+  ["LVT Timer", 0x320],
+  ["LVT LINT0", 0x350],
+  ["LVT LINT1", 0x360],
+  ["LVT Error", 0x370],
+  ["Timer initial count", 0x380],
+  ["Timer current count", 0x390],
+  ["Timer divide", 0x3e0],
+];
+const LAPIC_BASE = 0xfee0_0000n;
+
+export const HELP_TEXT = `bhyve-gdbstub monitor commands:
+  help            this text
+  vcpus           each vCPU: who holds it, CPU mode, paging mode, CR3
+  pagewalk ADDR   the page-table walk of a virtual address on the selected vCPU
+  memmap          the guest-physical map: RAM ranges, holes, in-kernel devices
+  phys on|off     read memory by guest-physical (on) or guest-virtual (off) address
+  lapic           the selected vCPU's local APIC registers (through kernemu)
+`;
+
+/** Runs one monitor command for the vCPU behind `thread`; returns console text. */
+export function runMonitor(target: VmTarget, command: string, thread: number): string {
+  const [name = "", ...args] = command.trim().split(/\s+/);
+  switch (name) {
+    case "":
+    case "help":
+      return HELP_TEXT;
+    case "vcpus":
+      return vcpus(target);
+    case "pagewalk":
+      return pagewalk(target, thread, args[0]);
+    case "memmap":
+      return memmap(target);
+    case "phys":
+      return phys(target, args[0]);
+    case "lapic":
+      return lapic(target, thread);
+    default:
+      return `Unknown monitor command "${name}". Try "monitor help".\n`;
+  }
+}
+
+function vcpus(target: VmTarget): string {
+  const active = target.activeCpus();
+  const lines = active.map((vcpu) => {
+    const head = `vCPU ${vcpu} (thread ${vcpu + 1}): ${target.control.state(vcpu, active)}`;
+    try {
+      const s = target.pagingState(vcpu);
+      return `${head}, ${cpuModeName(s.paging.cpuMode)}, ${pagingModeName(s.paging.pagingMode)}` +
+        `, cr3=${hex(s.cr3)}`;
+    } catch (error) {
+      if (error instanceof TargetGoneError) throw error;
+      return `${head}, registers unreadable: ${(error as Error).message}`;
+    }
+  });
+  const vm = target.vm;
+  return `VM ${vm.name}: ${active.length} active vCPU(s)\n${lines.join("\n")}\n`;
+}
+
+/** Parses a monitor address: hex with or without 0x, or decimal with a leading "#"... */
+export function parseAddress(text: string | undefined): bigint | undefined {
+  if (text === undefined) return undefined;
+  const t = text.toLowerCase().replace(/_/g, "");
+  if (/^0x[0-9a-f]+$/.test(t)) return BigInt(t);
+  if (/^[0-9a-f]+$/.test(t)) return BigInt(`0x${t}`);
+  return undefined;
+}
+
+function pagewalk(target: VmTarget, thread: number, arg: string | undefined): string {
+  const gva = parseAddress(arg);
+  if (gva === undefined) return "usage: monitor pagewalk ADDRESS (hexadecimal)\n";
+  const vcpu = target.vcpuOf(thread);
+  const state = target.pagingState(vcpu);
+  const read = (gpa: bigint, size: 4 | 8) => {
+    const bytes = target.memory.readPhysical(vcpu, gpa, size);
+    if (bytes.length < size) throw new TargetError(`short read at ${hex(gpa)}`, 14);
+    let v = 0n;
+    for (let i = size - 1; i >= 0; i--) v = (v << 8n) | BigInt(bytes[i]!);
+    return v;
+  };
+  let result: WalkResult;
+  try {
+    result = walk(gva, {
+      pagingMode: state.paging.pagingMode,
+      cr3: state.cr3,
+      pse: (state.cr4 & CR4_PSE) !== 0n,
+    }, read);
+  } catch (error) {
+    if (error instanceof TargetGoneError || isGone(error)) throw error;
+    return `page walk of ${hex(gva)} failed: ${(error as Error).message}\n`;
+  }
+  return formatWalk(target, vcpu, gva, result, pagingModeName(state.paging.pagingMode));
+}
+
+function formatWalk(
+  target: VmTarget,
+  vcpu: number,
+  gva: bigint,
+  result: WalkResult,
+  mode: string,
+): string {
+  const lines = [`${hex(gva)} on vCPU ${vcpu} (${mode}):`];
+  for (const l of result.levels) {
+    const bits = [l.present ? "P" : "-", l.writable ? "W" : "R", l.user ? "U" : "S"];
+    if (l.large) bits.push("large");
+    lines.push(
+      `  ${l.name.padEnd(5)}[${String(l.index).padStart(3)}] at ${hex(l.entryGpa)} = ` +
+        `${hex16(l.entry)} ${bits.join(" ")}`,
+    );
+  }
+  if (result.gpa !== undefined) {
+    lines.push(`  -> ${hex(result.gpa)} (${sizeName(result.pageSize ?? 4096n)} page)`);
+  } else {
+    lines.push(`  -> not mapped: ${result.fault ?? "unknown"}`);
+  }
+  try {
+    const kernel = target.vm.gla2gpa(vcpu, target.pagingState(vcpu).paging, gva, 1);
+    lines.push(`  vm_gla2gpa_nofault: ${kernel === undefined ? "not mapped" : hex(kernel)}`);
+  } catch (error) {
+    if (isGone(error)) throw error;
+    lines.push(`  vm_gla2gpa_nofault: ${(error as Error).message}`);
+  }
+  return `${lines.join("\n")}\n`;
+}
+
+function sizeName(size: bigint): string {
+  if (size >= 1n << 30n) return `${size >> 30n} GiB`;
+  if (size >= 1n << 20n) return `${size >> 20n} MiB`;
+  return `${size >> 10n} KiB`;
+}
+
+function memmap(target: VmTarget): string {
+  const lines = ["guest-physical map:"];
+  let next = 0n;
+  for (const r of target.memory.ranges()) {
+    if (r.gpa > next) lines.push(`  ${span(next, r.gpa)}  hole (MMIO or nothing)`);
+    const what = r.segmentName === "" ? "RAM" : `segment "${r.segmentName}"`;
+    lines.push(
+      `  ${span(r.gpa, r.gpa + r.length)}  ${what} (segid ${r.segid}, ${sizeName(r.length)})${
+        r.readable ? "" : ", not readable from outside bhyve"
+      }`,
+    );
+    next = r.gpa + r.length;
+  }
+  lines.push("in-kernel devices (read through kernemu):");
+  for (const d of KERNEL_DEVICES) lines.push(`  ${span(d.gpa, d.gpa + d.length)}  ${d.name}`);
+  return `${lines.join("\n")}\n`;
+}
+
+function span(start: bigint, end: bigint): string {
+  return `${hex16(start)}-${hex16(end - 1n)}`;
+}
+
+function phys(target: VmTarget, arg: string | undefined): string {
+  if (arg === "on") target.physicalMode = true;
+  else if (arg === "off") target.physicalMode = false;
+  else if (arg !== undefined) return "usage: monitor phys on|off\n";
+  return target.physicalMode
+    ? "Memory addresses are guest-physical (no translation).\n"
+    : "Memory addresses are guest-virtual (translated by the selected vCPU).\n";
+}
+
+function lapic(target: VmTarget, thread: number): string {
+  const vcpu = target.vcpuOf(thread);
+  const lines = [`local APIC of vCPU ${vcpu}:`];
+  for (const [name, offset] of LAPIC_REGISTERS) {
+    let text: string;
+    try {
+      const value = target.vm.readKernemu(vcpu, LAPIC_BASE + BigInt(offset), 4);
+      text = `0x${value.toString(16).padStart(8, "0")}`;
+    } catch (error) {
+      if (isGone(error)) throw error;
+      text = `unreadable (${(error as Error).message})`;
+    }
+    lines.push(`  ${name.padEnd(20)} (+0x${offset.toString(16).padStart(3, "0")}) ${text}`);
+  }
+  return `${lines.join("\n")}\n`;
+}

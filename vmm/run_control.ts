@@ -1,0 +1,170 @@
+/**
+ * Suspend/resume bookkeeping that respects bhyve's own use of the debug set (vmm-facts.md §4).
+ *
+ * bhyve keeps its not-yet-started APs in the same kernel debug set that a debugger suspends
+ * vCPUs into, and resumes an AP itself when the guest sends it a SIPI. So this class:
+ * snapshots vm_debug_cpus before suspending, suspends only active vCPUs not already in the set
+ * (remembering them as its own), never calls vm_resume_all_cpus, and on release resumes only
+ * its own. While the VM is held, {@link RunControl.poll} notices a vCPU bhyve released or a
+ * vCPU newly activated and holds it too; on release such a vCPU runs, as bhyve meant, while
+ * one still in bhyve's hands stays in the set.
+ *
+ * Pure bookkeeping over a {@link VmHandle}: no timers here (the target drives them).
+ *
+ * @module
+ */
+import { getLogger } from "@logtape/logtape";
+import { isGone, type VmHandle, VmmError } from "./vmmapi.ts";
+
+const log = getLogger(["bhyve-gdbstub", "vmm"]);
+
+/** What the debugger sees of one vCPU. */
+export type VcpuHold = "held by debugger" | "held by bhyve" | "running" | "inactive";
+
+/** The vCPUs that changed hands during a poll (their state may have changed: drop caches). */
+export interface PollResult {
+  /** Suspended by this poll: released by bhyve, newly active, or resumed by someone else. */
+  suspended: number[];
+  /** Newly found in bhyve's hands (activated straight into the debug set). */
+  adopted: number[];
+}
+
+/** The hold on one VM. */
+export class RunControl {
+  #vm: VmHandle;
+  #held = false;
+  #mine = new Set<number>();
+  #bhyves = new Set<number>();
+
+  constructor(vm: VmHandle) {
+    this.#vm = vm;
+  }
+
+  /** Whether the VM is held (between {@link hold} and {@link release}). */
+  get held(): boolean {
+    return this.#held;
+  }
+
+  /** vCPUs this debugger suspended and will resume. */
+  get mine(): ReadonlySet<number> {
+    return this.#mine;
+  }
+
+  /** vCPUs that were already in the debug set (bhyve's); never resumed by this debugger. */
+  get bhyves(): ReadonlySet<number> {
+    return this.#bhyves;
+  }
+
+  /** How `vcpu` stands now, as far as this debugger knows. */
+  state(vcpu: number, active: readonly number[]): VcpuHold {
+    if (this.#mine.has(vcpu)) return "held by debugger";
+    if (this.#bhyves.has(vcpu)) return "held by bhyve";
+    return active.includes(vcpu) ? "running" : "inactive";
+  }
+
+  /**
+   * Suspends every active vCPU not already in the debug set; returns the ones suspended.
+   * Holding an already-held VM just polls.
+   */
+  hold(): number[] {
+    if (this.#held) return this.poll().suspended;
+    const debug = new Set(this.#vm.debugCpus());
+    const active = this.#vm.activeCpus();
+    this.#held = true;
+    this.#bhyves = new Set(debug);
+    const suspended: number[] = [];
+    for (const vcpu of active) {
+      if (!debug.has(vcpu) && this.#suspend(vcpu)) suspended.push(vcpu);
+    }
+    log.debug("held VM {name}: suspended {mine}, bhyve holds {bhyves}", {
+      name: this.#vm.name,
+      mine: [...this.#mine],
+      bhyves: [...this.#bhyves],
+    });
+    return suspended;
+  }
+
+  /** While held: holds whatever bhyve released or activated since the last look. */
+  poll(): PollResult {
+    const result: PollResult = { suspended: [], adopted: [] };
+    if (!this.#held) return result;
+    const debug = new Set(this.#vm.debugCpus());
+    const active = this.#vm.activeCpus();
+    for (const vcpu of [...this.#bhyves]) {
+      if (!debug.has(vcpu)) {
+        // bhyve started this AP: it is meant to run, so it is ours to resume from now on.
+        this.#bhyves.delete(vcpu);
+        if (this.#suspend(vcpu)) {
+          result.suspended.push(vcpu);
+          debug.add(vcpu);
+        }
+      }
+    }
+    for (const vcpu of active) {
+      if (this.#bhyves.has(vcpu)) continue;
+      if (this.#mine.has(vcpu)) {
+        if (!debug.has(vcpu) && this.#suspend(vcpu)) result.suspended.push(vcpu);
+      } else if (debug.has(vcpu)) {
+        this.#bhyves.add(vcpu);
+        result.adopted.push(vcpu);
+      } else if (this.#suspend(vcpu)) {
+        result.suspended.push(vcpu);
+      }
+    }
+    if (result.suspended.length > 0 || result.adopted.length > 0) {
+      log.debug("while held: suspended {suspended}, bhyve holds new {adopted}", {
+        suspended: result.suspended,
+        adopted: result.adopted,
+      });
+    }
+    return result;
+  }
+
+  /**
+   * Looks once more (so an AP bhyve released meanwhile runs too), then resumes exactly the
+   * vCPUs this debugger suspended. bhyve's stay in the debug set.
+   */
+  release(): number[] {
+    if (!this.#held) return [];
+    this.poll();
+    const resumed: number[] = [];
+    for (const vcpu of this.#mine) {
+      try {
+        this.#vm.resumeCpu(vcpu);
+        resumed.push(vcpu);
+      } catch (error) {
+        if (isGone(error) || !(error instanceof VmmError)) throw error;
+        log.warn("cannot resume vCPU {vcpu}: {error}", { vcpu, error: error.message });
+      }
+    }
+    log.debug("released VM {name}: resumed {resumed}, bhyve keeps {bhyves}", {
+      name: this.#vm.name,
+      resumed,
+      bhyves: [...this.#bhyves],
+    });
+    this.#mine.clear();
+    this.#bhyves.clear();
+    this.#held = false;
+    return resumed;
+  }
+
+  /** Forgets everything without a call (the VM is gone). */
+  abandon(): void {
+    this.#mine.clear();
+    this.#bhyves.clear();
+    this.#held = false;
+  }
+
+  #suspend(vcpu: number): boolean {
+    try {
+      this.#vm.suspendCpu(vcpu);
+      this.#mine.add(vcpu);
+      return true;
+    } catch (error) {
+      if (isGone(error) || !(error instanceof VmmError)) throw error;
+      // EINVAL: the vCPU went inactive between the two looks; the next poll sees it.
+      log.debug("cannot suspend vCPU {vcpu}: {error}", { vcpu, error: error.message });
+      return false;
+    }
+  }
+}

@@ -1,0 +1,333 @@
+/**
+ * A running bhyve VM as a {@link DebugTarget}: vCPUs are threads (thread id = vCPU + 1).
+ *
+ * While the VM is held, registers and paging state are cached per vCPU (a parked vCPU cannot
+ * change them) and a cheap timer notices vCPUs that bhyve releases or activates, holding them
+ * too. While it runs, {@link VmTarget.waitForStop} polls for the VM vanishing.
+ *
+ * @module
+ */
+import { getLogger } from "@logtape/logtape";
+import {
+  type Capability,
+  type DebugTarget,
+  type StopEvent,
+  type TargetDescription,
+  TargetError,
+  TargetGoneError,
+  type ThreadInfo,
+} from "../rsp/target.ts";
+import { GuestMemory } from "./memory.ts";
+import { runMonitor } from "./monitor.ts";
+import { cpuModeName, guestPaging, pagingModeName, type PagingState } from "./paging.ts";
+import { RegisterReader, type RegisterValues } from "./register_reader.ts";
+import { REGISTERS, targetDescription } from "./registers.ts";
+import { RunControl } from "./run_control.ts";
+import { isGone, type VmHandle, VmmError, VmReg } from "./vmmapi.ts";
+
+const log = getLogger(["bhyve-gdbstub", "vmm"]);
+
+/** ESRCH: the Enn code for a thread that is not an active vCPU. */
+export const ESRCH = 3;
+/** EIO: the Enn code when a failed call carries no errno. */
+export const EIO = 5;
+/** SIGTRAP for the first stop (attach), SIGINT for later ones (Ctrl-C). */
+export const SIGTRAP = 5;
+export const SIGINT = 2;
+
+/** Timing knobs (tests shorten them). */
+export interface VmTargetOptions {
+  /** While held: how often to look for vCPUs bhyve released or activated (ms). */
+  heldPollMs?: number;
+  /** While running: how often to check that the VM still exists (ms). */
+  runningPollMs?: number;
+}
+
+const UNSUPPORTED: Record<Capability, string> = {
+  "step": "Single-step is not available: bhyve-gdbstub runs outside bhyve, and a stock bhyve " +
+    "continues the MTRAP exit instead of stopping (use bhyve's own -G to step).",
+  "breakpoint": "Breakpoints are not available: bhyve-gdbstub runs outside bhyve. With " +
+    "BPT_EXIT enabled, bhyve aborts the whole VM on a breakpoint exit it did not expect; " +
+    "without it, the int3 goes to the guest. Hardware breakpoints' #DB likewise goes to the " +
+    "guest or to bhyve's own thread (use bhyve's own -G for breakpoints).",
+  "write-memory": "Writing guest memory is not available: bhyve-gdbstub never writes to the " +
+    "guest (read-only by design; guest RAM is mapped read-only).",
+  "write-register": "Writing registers is not available: bhyve-gdbstub never writes to the " +
+    "guest (read-only by design).",
+};
+
+/** The VM model behind a debugger session. */
+export class VmTarget implements DebugTarget {
+  readonly vm: VmHandle;
+  readonly memory: GuestMemory;
+  readonly registers: RegisterReader;
+  readonly control: RunControl;
+  /** Whether readMemory takes guest-physical addresses (`monitor phys on`). */
+  physicalMode = false;
+
+  #heldPollMs: number;
+  #runningPollMs: number;
+  #timer: ReturnType<typeof setInterval> | undefined;
+  #gone: string | undefined;
+  #stops = 0;
+  #active: number[] | undefined;
+  #registerCache = new Map<number, RegisterValues>();
+  #pagingCache = new Map<number, PagingState>();
+
+  constructor(vm: VmHandle, options: VmTargetOptions = {}) {
+    this.vm = vm;
+    this.memory = new GuestMemory(vm);
+    this.registers = new RegisterReader(vm);
+    this.control = new RunControl(vm);
+    this.#heldPollMs = options.heldPollMs ?? 75;
+    this.#runningPollMs = options.runningPollMs ?? 250;
+  }
+
+  /** Why the VM is gone, if it is. */
+  get gone(): string | undefined {
+    return this.#gone;
+  }
+
+  description(): TargetDescription {
+    return targetDescription();
+  }
+
+  /** Active vCPUs (cached while held). */
+  activeCpus(): number[] {
+    if (this.#active !== undefined && this.control.held) return this.#active;
+    this.#active = this.#guard(() => this.vm.activeCpus());
+    return this.#active;
+  }
+
+  threads(): ThreadInfo[] {
+    const active = this.activeCpus();
+    return active.map((vcpu) => ({
+      id: vcpu + 1,
+      name: `vCPU ${vcpu}`,
+      extra: this.#describe(vcpu, active),
+    }));
+  }
+
+  #describe(vcpu: number, active: readonly number[]): string {
+    const parts = [`vCPU ${vcpu}`, this.control.state(vcpu, active)];
+    try {
+      const state = this.pagingState(vcpu);
+      parts.push(cpuModeName(state.paging.cpuMode), pagingModeName(state.paging.pagingMode));
+    } catch (error) {
+      if (error instanceof TargetGoneError) throw error;
+    }
+    return parts.join(", ");
+  }
+
+  /** The vCPU behind thread id `thread`, which must be active. */
+  vcpuOf(thread: number): number {
+    const vcpu = thread - 1;
+    if (!Number.isInteger(thread) || thread < 1 || !this.activeCpus().includes(vcpu)) {
+      // The set may have grown since it was cached.
+      this.#active = undefined;
+      if (!this.activeCpus().includes(vcpu)) {
+        throw new TargetError(
+          `Thread ${thread} is not an active vCPU (active: ${
+            this.activeCpus().map((v) => `vCPU ${v} = thread ${v + 1}`).join(", ") || "none"
+          })`,
+          ESRCH,
+        );
+      }
+    }
+    return vcpu;
+  }
+
+  readRegisters(thread: number): (Uint8Array | undefined)[] {
+    const vcpu = this.vcpuOf(thread);
+    const cached = this.#registerCache.get(vcpu);
+    if (cached !== undefined) return [...cached];
+    const values = this.#guard(() => this.registers.readAll(vcpu));
+    if (this.#cacheable(vcpu)) this.#registerCache.set(vcpu, values);
+    return [...values];
+  }
+
+  readRegister(thread: number, regnum: number): Uint8Array | undefined {
+    const vcpu = this.vcpuOf(thread);
+    const def = REGISTERS[regnum];
+    if (def === undefined) return undefined;
+    const cached = this.#registerCache.get(vcpu);
+    if (cached !== undefined) return cached[regnum];
+    return this.#guard(() => this.registers.read(vcpu, def));
+  }
+
+  /** The vCPU's control registers and vm_guest_paging (cached while held). */
+  pagingState(vcpu: number): PagingState {
+    const cached = this.#pagingCache.get(vcpu);
+    if (cached !== undefined) return cached;
+    const state = this.#guard(() => {
+      const ids = Int32Array.of(VmReg.CR0, VmReg.CR3, VmReg.CR4, VmReg.EFER);
+      const values = new BigUint64Array(4);
+      this.vm.getRegisterSet(vcpu, ids, values);
+      const [cr0, cr3, cr4, efer] = values as unknown as [bigint, bigint, bigint, bigint];
+      const regs = { cr0, cr3, cr4, efer };
+      return { ...regs, paging: guestPaging(regs) };
+    });
+    if (this.#cacheable(vcpu)) this.#pagingCache.set(vcpu, state);
+    return state;
+  }
+
+  readMemory(thread: number, address: bigint, length: number): Uint8Array {
+    const vcpu = this.vcpuOf(thread);
+    if (length <= 0) return new Uint8Array(0);
+    return this.#guard(() => {
+      if (this.physicalMode) return this.memory.readPhysical(vcpu, address, length);
+      const paging = this.pagingState(vcpu).paging;
+      return this.memory.readVirtual(vcpu, paging, address, length);
+    });
+  }
+
+  /** Stops every vCPU (attach, Ctrl-C); the first stop reports SIGTRAP, later ones SIGINT. */
+  stop(): Promise<StopEvent> {
+    if (this.#gone !== undefined) return Promise.resolve(this.#exited());
+    try {
+      const suspended = this.#guard(() => this.control.hold());
+      // A register read waits until the vCPU has left the guest; in the debug set it then
+      // stays parked. One read each makes "stopped" mean parked.
+      for (const vcpu of suspended) this.#guard(() => this.vm.getRegister(vcpu, VmReg.RIP));
+    } catch (error) {
+      if (error instanceof TargetGoneError) return Promise.resolve(this.#exited());
+      throw error;
+    }
+    this.#invalidate();
+    this.#startHeldPoll();
+    const active = this.activeCpus();
+    const signal = this.#stops++ === 0 ? SIGTRAP : SIGINT;
+    return Promise.resolve({ kind: "stopped", thread: (active[0] ?? 0) + 1, signal });
+  }
+
+  resume(): Promise<void> {
+    this.#stopTimer();
+    this.#invalidate();
+    if (this.#gone !== undefined) return Promise.reject(new TargetGoneError(this.#gone));
+    try {
+      this.#guard(() => this.control.release());
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return Promise.resolve();
+  }
+
+  waitForStop(signal: AbortSignal): Promise<StopEvent> {
+    return new Promise((resolve, reject) => {
+      if (signal.aborted) return reject(abortError());
+      if (this.#gone !== undefined) return resolve(this.#exited());
+      const timer = setInterval(() => {
+        try {
+          this.#guard(() => this.vm.activeCpus());
+        } catch (error) {
+          if (!(error instanceof TargetGoneError)) return;
+          finish();
+          resolve(this.#exited());
+        }
+      }, this.#runningPollMs);
+      const onAbort = () => {
+        finish();
+        reject(abortError());
+      };
+      const finish = () => {
+        clearInterval(timer);
+        signal.removeEventListener("abort", onAbort);
+      };
+      signal.addEventListener("abort", onAbort, { once: true });
+    });
+  }
+
+  async detach(): Promise<void> {
+    if (this.#gone !== undefined) {
+      this.#stopTimer();
+      return;
+    }
+    try {
+      await this.resume();
+    } catch (error) {
+      if (!(error instanceof TargetGoneError)) throw error;
+    }
+  }
+
+  unsupported(capability: Capability): string | undefined {
+    return UNSUPPORTED[capability];
+  }
+
+  monitor(command: string, thread: number): string {
+    return runMonitor(this, command, thread);
+  }
+
+  /** Resumes what this debugger stopped (if anything) and closes the VM. */
+  async close(): Promise<void> {
+    await this.detach();
+    this.vm.close();
+  }
+
+  /** Drops cached registers and paging state (of one vCPU, or all). */
+  #invalidate(vcpus?: readonly number[]): void {
+    this.#active = undefined;
+    if (vcpus === undefined) {
+      this.#registerCache.clear();
+      this.#pagingCache.clear();
+      return;
+    }
+    for (const vcpu of vcpus) {
+      this.#registerCache.delete(vcpu);
+      this.#pagingCache.delete(vcpu);
+    }
+  }
+
+  #cacheable(vcpu: number): boolean {
+    return this.control.held &&
+      (this.control.mine.has(vcpu) || this.control.bhyves.has(vcpu));
+  }
+
+  #startHeldPoll(): void {
+    if (this.#timer !== undefined) return;
+    const timer = setInterval(() => {
+      try {
+        const changes = this.#guard(() => this.control.poll());
+        const changed = [...changes.suspended, ...changes.adopted];
+        if (changed.length > 0) this.#invalidate(changed);
+      } catch (error) {
+        log.debug("poll while held: {error}", { error: String(error) });
+      }
+    }, this.#heldPollMs);
+    Deno.unrefTimer(timer);
+    this.#timer = timer;
+  }
+
+  #stopTimer(): void {
+    if (this.#timer === undefined) return;
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+  }
+
+  #exited(): StopEvent {
+    return { kind: "exited", status: 0, message: this.#gone ?? "the VM is gone" };
+  }
+
+  /** Runs `f`; a VmmError meaning "VM gone" becomes TargetGoneError (and is remembered). */
+  #guard<T>(f: () => T): T {
+    if (this.#gone !== undefined) throw new TargetGoneError(this.#gone);
+    try {
+      return f();
+    } catch (error) {
+      if (error instanceof VmmError && !isGone(error)) {
+        // A failed call the session can live with: an Enn reply carrying the message.
+        throw new TargetError(error.message, error.errno || EIO, { cause: error });
+      }
+      if (!isGone(error)) throw error;
+      this.#gone = `VM ${this.vm.name} is gone (${(error as Error).message})`;
+      log.debug("{gone}", { gone: this.#gone });
+      this.#stopTimer();
+      this.control.abandon();
+      this.#invalidate();
+      throw new TargetGoneError(this.#gone, { cause: error });
+    }
+  }
+}
+
+function abortError(): DOMException {
+  return new DOMException("waitForStop was aborted", "AbortError");
+}
