@@ -1,0 +1,28 @@
+/**
+ * Breakpoint and watchpoint packets: `Z type,addr,kind` inserts, `z type,addr,kind` removes.
+ * Types: 0 software, 1 hardware, 2 write, 3 read, 4 access watchpoint.
+ *
+ * @module
+ */
+import { parseHex64, parseHexInt } from "../hex.ts";
+
+export interface BreakpointCommand {
+  insert: boolean;
+  type: number;
+  address: bigint;
+  kind: number;
+}
+
+/** Parses a whole `Z`/`z` body, letter included; conditions after `;` are ignored. */
+export function parseBreakpoint(body: string): BreakpointCommand | "malformed" {
+  const insert = body.startsWith("Z");
+  const fields = body.slice(1).split(";")[0]!.split(",");
+  if (fields.length !== 3) return "malformed";
+  const type = parseHexInt(fields[0]!);
+  const address = parseHex64(fields[1]!);
+  const kind = parseHexInt(fields[2]!);
+  if (type === undefined || type > 4 || address === undefined || kind === undefined) {
+    return "malformed";
+  }
+  return { insert, type, address, kind };
+}

@@ -1,0 +1,443 @@
+/**
+ * One debugger connection: reads bytes, frames and acks packets, dispatches them to handlers,
+ * writes replies, runs the target and reports its stops. The session owns the attach: it stops
+ * the target when it starts and always detaches when it ends, however it ends, so the guest is
+ * never left suspended.
+ *
+ * @module
+ */
+import { getLogger } from "@logtape/logtape";
+import type { Context, Outcome, SessionState } from "./context.ts";
+import { lookup } from "./dispatch.ts";
+import { type FrameEvent, PacketDecoder, PacketWriter } from "./framing.ts";
+import { latin1 } from "./hex.ts";
+import { ErrorCode, formatError } from "./packets/error.ts";
+import { formatStopReply, Signal, type StopReplyOptions } from "./packets/stop_reply.ts";
+import { ALL_THREADS, ANY_THREAD } from "./packets/thread_id.ts";
+import { registersByNumber } from "./target_xml.ts";
+import {
+  type DebugTarget,
+  type RegisterInfo,
+  type StopEvent,
+  TargetError,
+  TargetGoneError,
+} from "./target.ts";
+
+const log = getLogger(["bhyve-gdbstub", "rsp"]);
+
+/** The byte stream to a debugger; a `Deno.Conn` is one. */
+export interface Connection {
+  read(buffer: Uint8Array): Promise<number | null>;
+  write(data: Uint8Array): Promise<number>;
+  close(): void;
+}
+
+/** Default PacketSize: large, so a memory dump takes few round trips. */
+export const DEFAULT_PACKET_SIZE = 0x40000;
+
+export interface SessionOptions {
+  /** The PacketSize advertised and the longest packet accepted (default 0x40000). */
+  packetSize?: number;
+  /** Who is connected, for log lines. */
+  peer?: string;
+}
+
+const TRACE_LIMIT = 160;
+const CONSOLE_CHUNK = 1024;
+
+interface Running {
+  controller: AbortController;
+  /** The signal of the stop reply once interrupted (SIGINT for Ctrl-C, 0 for vCont;t). */
+  signal: number;
+  /** Set when the session ends or detaches: stop waiting and report nothing. */
+  quiet: boolean;
+  task: Promise<void>;
+}
+
+function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+function printable(text: string): string {
+  return text.replace(
+    /[^\x20-\x7e]/g,
+    (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`,
+  );
+}
+
+/**
+ * A debugging session over one connection.
+ *
+ * @example
+ * ```ts
+ * const session = new Session(target, conn);
+ * await session.run(); // returns when the debugger leaves; the target is detached
+ * ```
+ */
+export class Session {
+  readonly #target: DebugTarget;
+  readonly #conn: Connection;
+  readonly #packetSize: number;
+  readonly #peer: string;
+  readonly #decoder: PacketDecoder;
+  readonly #writer: PacketWriter;
+  readonly #state: SessionState;
+  readonly #context: Context;
+  readonly #registers: Map<number, RegisterInfo>;
+  readonly #gRegisters: RegisterInfo[];
+  /** Packets answered with the empty reply, by name, for diagnostics. */
+  readonly unsupportedPackets = new Set<string>();
+  #ackMode = true;
+  #ackPending = false;
+  #lastSent: Uint8Array | undefined;
+  #writes: Promise<void> = Promise.resolve();
+  #running: Running | undefined;
+  #closing = false;
+  #detached = false;
+
+  constructor(target: DebugTarget, conn: Connection, options: SessionOptions = {}) {
+    this.#target = target;
+    this.#conn = conn;
+    this.#packetSize = options.packetSize ?? DEFAULT_PACKET_SIZE;
+    this.#peer = options.peer ?? "debugger";
+    this.#decoder = new PacketDecoder(this.#packetSize);
+    this.#writer = new PacketWriter(Math.min(this.#packetSize * 2, 0x10000));
+    const all = registersByNumber(target.description());
+    this.#registers = new Map(all.map((r) => [r.regnum, r]));
+    this.#gRegisters = all.filter((r) => r.inG);
+    this.#state = {
+      noAckRequested: false,
+      clientFeatures: new Map(),
+      errorStyle: "code",
+      gdbClient: false,
+      listThreadsInStop: false,
+      rawBinaryReads: false,
+      selectedThread: ANY_THREAD,
+      lastStop: { kind: "stopped", thread: 1, signal: Signal.trap },
+      threadCursor: 0,
+    };
+    this.#context = this.#makeContext();
+  }
+
+  /** Attaches, serves the connection until it ends, then detaches. Never rejects. */
+  async run(): Promise<void> {
+    try {
+      this.#state.lastStop = await this.#target.stop();
+      log.info("{peer} attached", { peer: this.#peer });
+    } catch (error) {
+      if (!(error instanceof TargetGoneError)) {
+        log.error("Cannot attach: {error}", { error: errorMessage(error) });
+        await this.#finish();
+        return;
+      }
+      this.#state.lastStop = { kind: "exited", status: 0, message: error.message };
+    }
+    try {
+      await this.#readLoop();
+    } catch (error) {
+      if (!this.#closing) {
+        log.warn("{peer}: {error}", { peer: this.#peer, error: errorMessage(error) });
+      }
+    } finally {
+      await this.#finish();
+    }
+  }
+
+  /** Ends the session from outside (server shutdown); run() then detaches and returns. */
+  close(): void {
+    this.#closing = true;
+    try {
+      this.#conn.close();
+    } catch {
+      // already closed
+    }
+  }
+
+  async #readLoop(): Promise<void> {
+    const buffer = new Uint8Array(0x10000);
+    while (!this.#closing) {
+      const n = await this.#conn.read(buffer);
+      if (n === null) {
+        log.info("{peer} disconnected", { peer: this.#peer });
+        return;
+      }
+      for (const event of this.#decoder.feed(buffer.subarray(0, n))) {
+        await this.#onEvent(event);
+        if (this.#closing) return;
+      }
+    }
+  }
+
+  async #onEvent(event: FrameEvent): Promise<void> {
+    switch (event.kind) {
+      case "ack":
+        return;
+      case "nack":
+        if (this.#ackMode && this.#lastSent !== undefined) {
+          this.#trace("->", this.#lastSent);
+          await this.#write(this.#lastSent);
+        }
+        return;
+      case "interrupt":
+        this.#trace("<-", "\x03");
+        if (this.#running !== undefined) this.#interrupt(Signal.interrupt);
+        else log.debug("Ctrl-C while stopped: ignored");
+        return;
+      case "oversize":
+        log.warn("{peer} sent a packet of {length} bytes, more than PacketSize", {
+          peer: this.#peer,
+          length: event.length,
+        });
+        this.#ackPending = this.#ackMode;
+        this.#writer.begin();
+        this.#context.error(
+          ErrorCode.tooBig,
+          `Packet of ${event.length} bytes is longer than PacketSize ${this.#packetSize}`,
+        );
+        await this.#send(this.#writer);
+        return;
+      case "packet":
+        if (!event.checksumOk) {
+          log.warn("{peer}: packet with a bad checksum", { peer: this.#peer });
+          if (this.#ackMode) await this.#write(new Uint8Array([0x2d]));
+          return;
+        }
+        this.#ackPending = this.#ackMode;
+        await this.#handle(latin1(event.body));
+    }
+  }
+
+  async #handle(body: string): Promise<void> {
+    this.#trace("<-", body);
+    const found = lookup(body);
+    this.#writer.begin();
+    let outcome: Outcome | void;
+    if (found === undefined) {
+      const name = /^[a-zA-Z]+/.exec(body)?.[0] ?? body.slice(0, 1);
+      this.unsupportedPackets.add(name.length > 1 ? name : body.slice(0, 12));
+      log.debug("unsupported packet {name}: empty reply", { name });
+    } else {
+      try {
+        outcome = await found.handler(this.#context, found.args, body);
+      } catch (error) {
+        outcome = this.#onHandlerError(error);
+      }
+    }
+    if (outcome === "deferred" || outcome === "close-silently") {
+      if (this.#ackPending) await this.#write(new Uint8Array([0x2b]));
+      this.#ackPending = false;
+      if (outcome === "close-silently") this.close();
+      return;
+    }
+    await this.#send(this.#writer);
+    if (this.#state.noAckRequested && this.#ackMode) {
+      this.#ackMode = false;
+      log.debug("no-ack mode");
+    }
+    if (outcome === "close") this.close();
+  }
+
+  /** The two tiers of error: the target's refusals become replies; the rest is logged. */
+  #onHandlerError(error: unknown): Outcome {
+    this.#writer.begin();
+    if (error instanceof TargetError) {
+      this.#context.error(error.code, error.message);
+      return;
+    }
+    if (error instanceof TargetGoneError) {
+      log.info("the target is gone: {error}", { error: error.message });
+      this.#context.error(ErrorCode.internal, error.message, { gdbShowsText: true });
+      return "close";
+    }
+    log.error("unexpected failure: {error}", { error });
+    this.#context.error(ErrorCode.internal, `Internal error: ${errorMessage(error)}`);
+  }
+
+  // ---- run control -------------------------------------------------------------------
+
+  async #resume(): Promise<void> {
+    await this.#target.resume();
+    const running: Running = {
+      controller: new AbortController(),
+      signal: Signal.interrupt,
+      quiet: false,
+      task: Promise.resolve(),
+    };
+    this.#running = running;
+    running.task = this.#watch(running);
+  }
+
+  #interrupt(signal: number): void {
+    const running = this.#running;
+    if (running === undefined || running.controller.signal.aborted) return;
+    running.signal = signal;
+    running.controller.abort();
+  }
+
+  async #watch(running: Running): Promise<void> {
+    let event: StopEvent;
+    try {
+      event = await this.#target.waitForStop(running.controller.signal);
+    } catch (error) {
+      if (running.quiet) return;
+      if (!running.controller.signal.aborted) return this.#runFailed(running, error);
+      try {
+        event = await this.#target.stop();
+        if (event.kind === "stopped") event = { ...event, signal: running.signal };
+      } catch (stopError) {
+        return this.#runFailed(running, stopError);
+      }
+    }
+    if (this.#running === running) this.#running = undefined;
+    if (running.quiet) return;
+    await this.#reportStop(event);
+  }
+
+  async #runFailed(running: Running, error: unknown): Promise<void> {
+    if (this.#running === running) this.#running = undefined;
+    if (error instanceof TargetGoneError) {
+      return this.#reportStop({ kind: "exited", status: 0, message: error.message });
+    }
+    log.error("lost control of the target: {error}", { error });
+    await this.#reportStop({
+      kind: "exited",
+      status: 0,
+      message: `Lost control of the target: ${errorMessage(error)}`,
+    });
+  }
+
+  /** Sends the stop reply for a stop that happened while running; an exit ends the session. */
+  async #reportStop(event: StopEvent): Promise<void> {
+    try {
+      this.#noteStop(event);
+      if (event.kind === "exited") await this.#console(`${event.message}\n`);
+      const writer = new PacketWriter(64);
+      writer.begin().text(this.#stopReply(event));
+      await this.#send(writer);
+    } catch (error) {
+      log.warn("cannot report the stop: {error}", { error: errorMessage(error) });
+    }
+    if (event.kind === "exited") this.close();
+  }
+
+  #noteStop(event: StopEvent): void {
+    this.#state.lastStop = event;
+    this.#state.selectedThread = ANY_THREAD;
+  }
+
+  #stopReply(event: StopEvent, description?: string): string {
+    const options: StopReplyOptions = {};
+    if (this.#state.listThreadsInStop && event.kind === "stopped") {
+      options.threads = this.#target.threads().map((t) => t.id);
+    }
+    if (description !== undefined) options.description = description;
+    return formatStopReply(event, options);
+  }
+
+  async #detach(): Promise<void> {
+    if (this.#detached) return;
+    const running = this.#running;
+    if (running !== undefined) {
+      running.quiet = true;
+      running.controller.abort();
+      await running.task.catch(() => {});
+      this.#running = undefined;
+    }
+    this.#detached = true;
+    await this.#target.detach();
+    log.info("{peer} detached", { peer: this.#peer });
+  }
+
+  async #finish(): Promise<void> {
+    this.#closing = true;
+    try {
+      await this.#detach();
+    } catch (error) {
+      log.error("detach failed: {error}", { error: errorMessage(error) });
+    }
+    this.close();
+    await this.#writes;
+  }
+
+  // ---- output ------------------------------------------------------------------------
+
+  async #console(text: string): Promise<void> {
+    const bytes = new TextEncoder().encode(text);
+    for (let at = 0; at < bytes.length; at += CONSOLE_CHUNK) {
+      const writer = new PacketWriter(CONSOLE_CHUNK * 2 + 1);
+      writer.begin().text("O").hex(bytes.subarray(at, at + CONSOLE_CHUNK));
+      await this.#send(writer);
+    }
+  }
+
+  /** Finishes and sends one packet, with the pending `+` in the same write. */
+  async #send(writer: PacketWriter): Promise<void> {
+    const withAck = this.#ackPending;
+    this.#ackPending = false;
+    const bytes = writer.finish(withAck);
+    const packet = withAck ? bytes.subarray(1) : bytes;
+    this.#lastSent = packet;
+    this.#trace("->", packet);
+    await this.#write(bytes);
+  }
+
+  /** Writes all of `bytes`, after any write already under way. */
+  #write(bytes: Uint8Array): Promise<void> {
+    const write = this.#writes.then(async () => {
+      for (let at = 0; at < bytes.length;) at += await this.#conn.write(bytes.subarray(at));
+    });
+    this.#writes = write.catch(() => {});
+    return write;
+  }
+
+  /** The one place packets are logged, in (`<-`) and out (`->`). */
+  #trace(direction: "<-" | "->", packet: string | Uint8Array): void {
+    if (!log.isEnabledFor("debug")) return;
+    const head = typeof packet === "string"
+      ? packet.slice(0, TRACE_LIMIT)
+      : latin1(packet.subarray(0, TRACE_LIMIT));
+    const more = packet.length > TRACE_LIMIT ? `… (${packet.length} bytes)` : "";
+    log.debug(`${direction} {packet}`, { packet: printable(head) + more });
+  }
+
+  #makeContext(): Context {
+    // deno-lint-ignore no-this-alias
+    const session = this;
+    const state = this.#state;
+    return {
+      target: this.#target,
+      state,
+      packetSize: this.#packetSize,
+      registers: this.#registers,
+      gRegisters: this.#gRegisters,
+      reply: this.#writer,
+      get running() {
+        return session.#running !== undefined;
+      },
+      error(code, message, options) {
+        let style = state.errorStyle;
+        if (style === "code" && options?.gdbShowsText === true && state.gdbClient) {
+          style = "dot-text";
+        }
+        session.#writer.begin().text(formatError(code, message, style));
+      },
+      console: (text) => this.#console(text),
+      thread: (explicit) => {
+        const id = explicit ?? state.selectedThread;
+        if (id !== ANY_THREAD && id !== ALL_THREADS) return id;
+        const stop = state.lastStop;
+        return stop.kind === "stopped" ? stop.thread : (this.#target.threads()[0]?.id ?? 1);
+      },
+      stopReply: (event, description) => this.#stopReply(event, description),
+      resume: () => this.#resume(),
+      stop: async (signal) => {
+        const event = await this.#target.stop();
+        const reported: StopEvent = event.kind === "stopped" ? { ...event, signal } : event;
+        this.#noteStop(reported);
+        return reported;
+      },
+      interrupt: (signal) => this.#interrupt(signal),
+      detach: () => this.#detach(),
+    };
+  }
+}

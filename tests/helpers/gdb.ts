@@ -1,0 +1,28 @@
+/**
+ * Drives the real gdb in batch mode with a list of commands, for end-to-end tests.
+ *
+ * @example
+ * ```ts
+ * const { output } = await runGdb([`target remote 127.0.0.1:${port}`, "info threads"]);
+ * ```
+ *
+ * @module
+ */
+import { type ClientOptions, type ClientResult, runClient } from "./client.ts";
+
+export type { ClientOptions, ClientResult };
+
+export interface GdbOptions extends ClientOptions {
+  /** The gdb executable (default: $GDB or "gdb"). */
+  gdb?: string;
+  /** Commands run before the script (default: the x86-64 architecture, no pagination). */
+  preamble?: string[];
+}
+
+/** Runs `gdb -nx -batch` with each command as an `-ex`; returns what gdb printed. */
+export function runGdb(commands: string[], options: GdbOptions = {}): Promise<ClientResult> {
+  const preamble = options.preamble ??
+    ["set pagination off", "set confirm off", "set architecture i386:x86-64"];
+  const args = ["-nx", "-batch", ...[...preamble, ...commands].flatMap((c) => ["-ex", c])];
+  return runClient(options.gdb ?? Deno.env.get("GDB") ?? "gdb", args, options);
+}
