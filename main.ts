@@ -8,6 +8,9 @@
  */
 import { configure, defaultTextFormatter, getLogger, type LogRecord } from "@logtape/logtape";
 import { HELP, type Options, parseCommandLine, UsageError, VERSION } from "./cli.ts";
+import { loadVmmapi, VmmapiLoadError } from "./ffi/mod.ts";
+import { ListenError, type RspServer, serve } from "./rsp/mod.ts";
+import { openTarget, type Vmmapi, VmmError, type VmTarget, waitAndHold } from "./vmm/mod.ts";
 
 const log = getLogger(["bhyve-gdbstub"]);
 
@@ -45,9 +48,111 @@ async function setUpLogging(options: Options): Promise<void> {
   });
 }
 
-function run(options: Options): Promise<number> {
-  log.error("serving {vm} is not wired yet", { vm: options.vm });
-  return Promise.resolve(1);
+/** Opens the VM, listens, and serves debuggers until a signal or the VM's end. */
+async function run(options: Options): Promise<number> {
+  let api: Vmmapi;
+  try {
+    api = loadVmmapi({ path: options.vmmapi });
+  } catch (error) {
+    if (!(error instanceof VmmapiLoadError)) throw error;
+    return fail(error.message);
+  }
+  log.debug("libvmmapi {path}, API {generation}", { path: api.path, generation: api.generation });
+  const stop = new AbortController();
+  const onSignal = () => stop.abort();
+  for (const signal of SIGNALS) Deno.addSignalListener(signal, onSignal);
+  try {
+    return await serveVm(api, options, stop.signal);
+  } finally {
+    for (const signal of SIGNALS) Deno.removeSignalListener(signal, onSignal);
+    api.close();
+  }
+}
+
+const SIGNALS = ["SIGINT", "SIGTERM"] as const;
+
+async function serveVm(api: Vmmapi, options: Options, signal: AbortSignal): Promise<number> {
+  const { vm, listen } = options;
+  let target: VmTarget;
+  try {
+    if (listen.wait) {
+      console.error(
+        `bhyve-gdbstub: holding VM ${vm} as soon as its vCPUs are active (waiting for it if it ` +
+          "does not exist yet). From outside bhyve this is the earliest possible stop, not the " +
+          "first instruction.",
+      );
+      target = await waitAndHold(api, vm, { signal });
+    } else {
+      target = openTarget(api, vm);
+    }
+  } catch (error) {
+    if (signal.aborted) return 0;
+    if (error instanceof VmmError && error.code === "ENOENT") {
+      return fail(`no VM named '${vm}' (/dev/vmm/${vm} does not exist: is it running?)`);
+    }
+    if (error instanceof VmmError) return fail(`cannot open VM '${vm}': ${error.message}`);
+    throw error;
+  }
+  try {
+    let server: RspServer;
+    try {
+      server = serve(target, { hostname: listen.hostname, port: listen.port, signal });
+    } catch (error) {
+      if (error instanceof ListenError) return fail(error.message);
+      throw error;
+    }
+    announce(options, server.addr);
+    const gone = watchForExit(target, server, signal);
+    await server.finished;
+    const why = await gone;
+    return why === undefined ? 0 : fail(why);
+  } finally {
+    await target.close().catch((error) => log.error("closing the VM: {error}", { error }));
+  }
+}
+
+function announce(options: Options, addr: Deno.NetAddr): void {
+  const where = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
+  if (!LOOPBACK.has(addr.hostname)) {
+    log.warn(
+      `listening on ${where}:${addr.port}, not localhost: anyone who can reach it can read ` +
+        `the memory of VM ${options.vm}`,
+    );
+  }
+  log.info(`serving VM ${options.vm}: gdb -ex 'target remote ${where}:${addr.port}'`);
+}
+
+const LOOPBACK = new Set(["127.0.0.1", "::1", "localhost"]);
+
+/**
+ * Ends the server when the VM vanishes, after giving an attached debugger's session a moment
+ * to tell its client. Resolves with the reason, or undefined when the server ended otherwise.
+ */
+async function watchForExit(
+  target: VmTarget,
+  server: RspServer,
+  signal: AbortSignal,
+): Promise<string | undefined> {
+  const done = new AbortController();
+  void server.finished.then(() => done.abort());
+  try {
+    const event = await target.waitForStop(AbortSignal.any([signal, done.signal]));
+    if (event.kind !== "exited") return undefined;
+    for (let waited = 0; server.busy && waited < 2000; waited += 50) await delay(50);
+    await server.close();
+    return event.message;
+  } catch {
+    return undefined; // aborted: a signal, or the server ended first
+  }
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+function fail(message: string): number {
+  console.error(`bhyve-gdbstub: ${message}`);
+  return 1;
 }
 
 if (import.meta.main) {

@@ -203,7 +203,7 @@ export function serve(source: TargetSource, options: ServeOptions): RspServer {
       : String(error);
     throw new ListenError(`Cannot listen on ${where}: ${why}`, { cause: error });
   }
-  log.info("listening on {hostname}:{port}", {
+  log.debug("listening on {hostname}:{port}", {
     hostname: listener.addr.hostname,
     port: listener.addr.port,
   });

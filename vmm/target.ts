@@ -181,7 +181,10 @@ export class VmTarget implements DebugTarget {
     });
   }
 
-  /** Stops every vCPU (attach, Ctrl-C); the first stop reports SIGTRAP, later ones SIGINT. */
+  /**
+   * Stops every vCPU (attach, Ctrl-C); a debugger's first stop (its attach) reports SIGTRAP,
+   * later ones SIGINT.
+   */
   stop(): Promise<StopEvent> {
     if (this.#gone !== undefined) return Promise.resolve(this.#exited());
     try {
@@ -238,6 +241,7 @@ export class VmTarget implements DebugTarget {
   }
 
   async detach(): Promise<void> {
+    this.#stops = 0; // the next debugger's attach is a first stop again
     if (this.#gone !== undefined) {
       this.#stopTimer();
       return;
