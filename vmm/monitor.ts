@@ -4,7 +4,7 @@
  * @module
  */
 import { TargetError, TargetGoneError } from "../rsp/target.ts";
-import { KERNEL_DEVICES } from "./memory.ts";
+import { KERNEL_DEVICES, type Route } from "./memory.ts";
 import { walk, type WalkResult } from "./page_walk.ts";
 import { cpuModeName, CR4_PSE, pagingModeName } from "./paging.ts";
 import type { VmTarget } from "./target.ts";
@@ -136,6 +136,7 @@ function formatWalk(
   }
   if (result.gpa !== undefined) {
     lines.push(`  -> ${hex(result.gpa)} (${sizeName(result.pageSize ?? 4096n)} page)`);
+    lines.push(`  reads: ${describeRoute(target.memory.route(result.gpa))}`);
   } else {
     lines.push(`  -> not mapped: ${result.fault ?? "unknown"}`);
   }
@@ -147,6 +148,18 @@ function formatWalk(
     lines.push(`  vm_gla2gpa_nofault: ${(error as Error).message}`);
   }
   return `${lines.join("\n")}\n`;
+}
+
+/** How a read of that guest-physical address is served, or why it is refused. */
+function describeRoute(route: Route): string {
+  switch (route.kind) {
+    case "ram":
+      return `guest RAM (memory segment ${route.range.segid})`;
+    case "device":
+      return `the in-kernel ${route.device.name}, through vm_readwrite_kernemu_device`;
+    case "refused":
+      return `refused: ${route.reason}`;
+  }
 }
 
 function sizeName(size: bigint): string {

@@ -24,5 +24,8 @@ export function runGdb(commands: string[], options: GdbOptions = {}): Promise<Cl
   const preamble = options.preamble ??
     ["set pagination off", "set confirm off", "set architecture i386:x86-64"];
   const args = ["-nx", "-batch", ...[...preamble, ...commands].flatMap((c) => ["-ex", c])];
-  return runClient(options.gdb ?? Deno.env.get("GDB") ?? "gdb", args, options);
+  const gdb = options.gdb ?? Deno.env.get("GDB") ?? "gdb";
+  // One pipe for stdout and stderr: gdb flushes stdout before it prints an error, so the
+  // output keeps gdb's own order (two pipes would interleave at random).
+  return runClient("sh", ["-c", 'exec "$0" "$@" 2>&1', gdb, ...args], options);
 }

@@ -26,3 +26,56 @@ export function runLldb(commands: string[], options: LldbOptions = {}): Promise<
   const args = ["-x", "-b", ...commands.flatMap((c) => ["-o", c])];
   return runClient(options.lldb ?? Deno.env.get("LLDB") ?? "lldb", args, options);
 }
+
+/** A step of an interactive lldb session: a command, or something to await before the next. */
+export type LldbStep = string | (() => Promise<unknown>);
+
+/**
+ * Runs lldb interactively (commands on stdin, each once the previous one has finished),
+ * where `process continue` returns at once and `process interrupt` works, unlike in batch mode.
+ */
+export async function runLldbSession(
+  steps: LldbStep[],
+  options: { lldb?: string; file?: string; timeoutMs?: number } = {},
+): Promise<ClientResult> {
+  const child = new Deno.Command(options.lldb ?? Deno.env.get("LLDB") ?? "lldb", {
+    args: ["-x", ...(options.file === undefined ? [] : [options.file])],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  let output = "";
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    child.kill("SIGKILL");
+  }, options.timeoutMs ?? 30_000);
+  const collect = async (stream: ReadableStream<Uint8Array>) => {
+    for await (const text of stream.pipeThrough(new TextDecoderStream())) output += text;
+  };
+  const collected = Promise.all([collect(child.stdout), collect(child.stderr)]);
+  const writer = child.stdin.getWriter();
+  const send = (line: string) => writer.write(new TextEncoder().encode(`${line}\n`));
+  // lldb runs stdin's commands in order; `version` after each one marks when it has finished.
+  const marks = () => output.split("lldb version").length - 1;
+  try {
+    for (const step of steps) {
+      if (typeof step === "function") {
+        await step();
+        continue;
+      }
+      const before = marks();
+      await send(step);
+      await send("version");
+      while (marks() <= before && !timedOut) await new Promise((r) => setTimeout(r, 10));
+    }
+    await send("quit");
+    await writer.close();
+  } catch {
+    // lldb went away; its output says why
+  }
+  const status = await child.status;
+  await collected;
+  clearTimeout(timer);
+  return { output, code: status.signal === null ? status.code : undefined, timedOut };
+}
