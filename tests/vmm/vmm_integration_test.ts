@@ -228,7 +228,7 @@ for (const { generation, vmmVersion } of SUITES) {
       );
       assert.match(
         t.monitor("pagewalk ffff800000000000", 1),
-        /PT {3}\[ {2}0\].*\n.*-> 0x500000 \(4 KiB page\)\n.*vm_gla2gpa_nofault: 0x500000/,
+        /PT {3}\[ {2}0\].*\n.*-> 0x500000 \(4 KiB page\)\n +reads: guest RAM.*\n.*vm_gla2gpa_nofault: 0x500000/,
       );
       await t.detach();
     },
