@@ -5,8 +5,8 @@
  * every guest type), then give the BSP its first state.  The demo guest
  * starts like a FreeBSD kernel under bhyveload: already in 64-bit mode, on
  * an identity map and a GDT built here in low memory.  A later PVH boot of
- * a Linux vmlinux (--linux) adds its own second step (32-bit protected mode,
- * paging off, %ebx = start_info) and reuses elf_load unchanged.
+ * a Linux vmlinux (--linux, pvh.c) has its own second step (32-bit
+ * protected mode, paging off, %ebx = start_info) and reuses elf_load.
  */
 #include <elf.h>
 #include <errno.h>
@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -34,51 +35,106 @@
 #define EFER_LMA	0x400ULL
 #define EFER_NXE	0x800ULL
 
-static void *
-read_file(const char *path, size_t *len)
+/*
+ * Map the whole file: a Debian vmlinux with DWARF is ~600 MB, of which only
+ * the ~50 MB of PT_LOAD data is ever touched.
+ */
+int
+elf_open(struct elf_file *f, const char *path)
 {
 	struct stat st;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	void *buf;
+	Elf64_Ehdr *eh;
 
 	if (fd < 0 || fstat(fd, &st) < 0)
 		die("%s: %s", path, strerror(errno));
-	buf = malloc(st.st_size);
-	if (buf == NULL || read(fd, buf, st.st_size) != st.st_size)
-		die("%s: short read", path);
+	f->path = path;
+	f->len = (size_t)st.st_size;
+	f->img = mmap(NULL, f->len, PROT_READ, MAP_PRIVATE, fd, 0);
 	close(fd);
-	*len = st.st_size;
-	return buf;
+	if (f->img == MAP_FAILED)
+		die("%s: mmap: %s", path, strerror(errno));
+	eh = (Elf64_Ehdr *)f->img;
+	if (f->len < sizeof(*eh) || memcmp(eh->e_ident, ELFMAG, SELFMAG) != 0 ||
+	    eh->e_ident[EI_CLASS] != ELFCLASS64 || eh->e_machine != EM_X86_64 ||
+	    eh->e_phoff + (uint64_t)eh->e_phnum * eh->e_phentsize > f->len)
+		die("%s: not an x86-64 ELF file", path);
+	return 0;
+}
+
+void
+elf_close(struct elf_file *f)
+{
+	munmap((void *)(uintptr_t)f->img, f->len);
+}
+
+static const Elf64_Phdr *
+elf_phdr(const struct elf_file *f, int i)
+{
+	const Elf64_Ehdr *eh = (const Elf64_Ehdr *)f->img;
+
+	return (const Elf64_Phdr *)(f->img + eh->e_phoff +
+	    (size_t)i * eh->e_phentsize);
 }
 
 /* Copy every PT_LOAD segment to its physical address; return the entry. */
-static uint64_t
-elf_load(struct vm *vm, const char *path)
+uint64_t
+elf_load(struct vm *vm, const struct elf_file *f)
 {
-	size_t len;
-	uint8_t *img = read_file(path, &len);
-	Elf64_Ehdr *eh = (Elf64_Ehdr *)img;
+	const Elf64_Ehdr *eh = (const Elf64_Ehdr *)f->img;
 
-	if (len < sizeof(*eh) || memcmp(eh->e_ident, ELFMAG, SELFMAG) != 0 ||
-	    eh->e_ident[EI_CLASS] != ELFCLASS64 || eh->e_machine != EM_X86_64)
-		die("%s: not an x86-64 ELF file", path);
 	for (int i = 0; i < eh->e_phnum; i++) {
-		Elf64_Phdr *ph = (Elf64_Phdr *)(img + eh->e_phoff +
-		    (size_t)i * eh->e_phentsize);
+		const Elf64_Phdr *ph = elf_phdr(f, i);
 
 		if (ph->p_type != PT_LOAD || ph->p_memsz == 0)
 			continue;
 		if (!vm_gpa_is_ram(vm, ph->p_paddr, ph->p_memsz) ||
-		    ph->p_offset + ph->p_filesz > len)
-			die("%s: segment at %#lx does not fit in guest RAM", path,
+		    ph->p_offset + ph->p_filesz > f->len)
+			die("%s: segment at %#lx does not fit in guest RAM", f->path,
 			    (unsigned long)ph->p_paddr);
-		memcpy(vm->mem + ph->p_paddr, img + ph->p_offset, ph->p_filesz);
+		memcpy(vm->mem + ph->p_paddr, f->img + ph->p_offset, ph->p_filesz);
 		memset(vm->mem + ph->p_paddr + ph->p_filesz, 0,
 		    ph->p_memsz - ph->p_filesz);
 	}
-	uint64_t entry = eh->e_entry;
-	free(img);
-	return entry;
+	return eh->e_entry;
+}
+
+/*
+ * Find the note `owner`/`type` in the PT_NOTE segments; return its
+ * descriptor (and length) or NULL.  Notes are 4-byte aligned (ELF64 notes
+ * from GNU as are too, despite the spec's 8).
+ */
+const void *
+elf_find_note(const struct elf_file *f, const char *owner, uint32_t type,
+    size_t *desc_len)
+{
+	const Elf64_Ehdr *eh = (const Elf64_Ehdr *)f->img;
+	size_t olen = strlen(owner) + 1;
+
+	for (int i = 0; i < eh->e_phnum; i++) {
+		const Elf64_Phdr *ph = elf_phdr(f, i);
+		size_t off, end;
+
+		if (ph->p_type != PT_NOTE || ph->p_offset + ph->p_filesz > f->len)
+			continue;
+		off = ph->p_offset;
+		end = off + ph->p_filesz;
+		while (off + sizeof(Elf64_Nhdr) <= end) {
+			const Elf64_Nhdr *n = (const Elf64_Nhdr *)(f->img + off);
+			size_t name = off + sizeof(*n);
+			size_t desc = name + ((n->n_namesz + 3) & ~3u);
+
+			if (desc + n->n_descsz > end)
+				break;
+			if (n->n_type == type && n->n_namesz == olen &&
+			    memcmp(f->img + name, owner, olen) == 0) {
+				*desc_len = n->n_descsz;
+				return f->img + desc;
+			}
+			off = desc + ((n->n_descsz + 3) & ~3u);
+		}
+	}
+	return NULL;
 }
 
 static void
@@ -106,7 +162,7 @@ build_boot_tables(struct vm *vm)
 	memcpy(vm->mem + TVM_BOOT_INFO_GPA, &bi, sizeof(bi));
 }
 
-static struct kvm_segment
+struct kvm_segment
 flat_segment(uint16_t sel, uint8_t type, bool code64)
 {
 	struct kvm_segment s = {
@@ -148,7 +204,12 @@ set_bsp_long_mode(struct vm *vm, uint64_t entry)
 int
 load_demo_guest(struct vm *vm, const char *elf_path)
 {
-	uint64_t entry = elf_load(vm, elf_path);
+	struct elf_file f;
+	uint64_t entry;
+
+	elf_open(&f, elf_path);
+	entry = elf_load(vm, &f);
+	elf_close(&f);
 
 	build_boot_tables(vm);
 	set_bsp_long_mode(vm, entry);

@@ -42,6 +42,9 @@ struct vcpu {
 	int cap_bpt;
 	int cap_mask_hwintr;
 	int cap_halt, cap_pause;
+
+	/* An AP waiting for its SIPI (vm->lapic_sipi only). */
+	bool awaiting_sipi;
 };
 
 struct vm {
@@ -49,6 +52,11 @@ struct vm {
 	int ncpus;
 	int vmm_version;		/* 13, 14 or 15: which vm_reg_name/cap range */
 	int spinup_delay_ms;
+	/*
+	 * APs are started by the guest's INIT/SIPI through the in-kernel local
+	 * APIC (a Linux guest), not through the spin-up port (the demo guest).
+	 */
+	bool lapic_sipi;
 
 	int kvm_fd, vm_fd;
 	int mem_fd;			/* memfd, offset = guest-physical address */
@@ -75,6 +83,7 @@ struct vm {
 
 /* vm.c */
 int vm_create_kvm(struct vm *vm, uint64_t mem_bytes);
+int vm_create_pit(struct vm *vm);
 bool vm_gpa_is_ram(const struct vm *vm, uint64_t gpa, uint64_t len);
 void vm_request_exit(struct vm *vm, int code, const char *why);
 
@@ -109,7 +118,24 @@ int dev_kernemu(struct vcpu *v, uint64_t gpa, bool write, int size,
     uint64_t *value);
 
 /* loader.c */
+struct elf_file {
+	const char *path;
+	const uint8_t *img;	/* the whole file, mapped read-only */
+	size_t len;
+};
+int elf_open(struct elf_file *f, const char *path);
+void elf_close(struct elf_file *f);
+uint64_t elf_load(struct vm *vm, const struct elf_file *f);
+const void *elf_find_note(const struct elf_file *f, const char *owner,
+    uint32_t type, size_t *desc_len);
+struct kvm_segment flat_segment(uint16_t sel, uint8_t type, bool code64);
 int load_demo_guest(struct vm *vm, const char *elf_path);
+
+/* pvh.c: a Linux vmlinux through the PVH entry */
+int load_linux_guest(struct vm *vm, const char *vmlinux, const char *cmdline);
+
+/* acpi.c: RSDP, XSDT and MADT; returns the RSDP's address */
+uint64_t acpi_build(struct vm *vm, uint64_t gpa, uint64_t size);
 
 /* control.c */
 int control_listen(struct vm *vm, const char *dir);

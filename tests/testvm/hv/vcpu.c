@@ -82,7 +82,15 @@ vcpu_create(struct vm *vm, int id)
 	pthread_cond_init(&v->cond, NULL);
 	v->cap_halt = 1;	/* bhyve enables HALT_EXIT on every vCPU */
 
-	if (id != 0) {
+	if (id != 0 && vm->lapic_sipi) {
+		/*
+		 * KVM leaves an AP waiting for INIT/SIPI (UNINITIALIZED); bhyve
+		 * keeps it in the debug set until the guest starts it.  Both:
+		 * the parked thread watches for the SIPI (ap_check_sipi).
+		 */
+		v->awaiting_sipi = true;
+		atomic_fetch_or(&vm->debug_cpus, 1ULL << id);
+	} else if (id != 0) {
 		/*
 		 * KVM would hold an AP inside KVM_RUN until an INIT/SIPI; vmm.ko
 		 * runs whatever state the vCPU has once it leaves the debug set.
@@ -342,6 +350,33 @@ stopped_on_int3(struct vcpu *v, uint64_t *rip)
 	    v->vm->mem[gpa] == 0xcc;
 }
 
+/*
+ * Without BPT_EXIT an int3 belongs to the guest (Linux runs one as a
+ * self-test at boot and uses them to patch its code).  kvm_pvm fails to
+ * deliver it, so do what the CPU would: #BP is a trap, so the guest's
+ * handler sees the address after the int3.
+ */
+static int
+reflect_int3(struct vcpu *v, uint64_t rip)
+{
+	struct kvm_regs r;
+	struct kvm_vcpu_events ev;
+
+	if (ioctl(v->fd, KVM_GET_REGS, &r) < 0 ||
+	    ioctl(v->fd, KVM_GET_VCPU_EVENTS, &ev) < 0)
+		return -1;
+	r.rip = rip + 1;
+	ev.exception.injected = 1;
+	ev.exception.nr = 3;
+	ev.exception.has_error_code = 0;
+	ev.exception.error_code = 0;
+	ev.flags = 0;
+	if (ioctl(v->fd, KVM_SET_REGS, &r) < 0 ||
+	    ioctl(v->fd, KVM_SET_VCPU_EVENTS, &ev) < 0)
+		return -1;
+	return 0;
+}
+
 /* Like bhyve's abort messages: enough state to find the guest's mistake. */
 static void
 dump_state(struct vcpu *v)
@@ -354,6 +389,12 @@ dump_state(struct vcpu *v)
 	fprintf(stderr, "testvm %s: vCPU %d rip=%#llx rsp=%#llx cs=%#x cr0=%#llx "
 	    "cr3=%#llx cr4=%#llx efer=%#llx\n", v->vm->name, v->id, r.rip, r.rsp,
 	    s.cs.selector, s.cr0, s.cr3, s.cr4, s.efer);
+	if (v->run->exit_reason == KVM_EXIT_INTERNAL_ERROR) {
+		fprintf(stderr, "testvm %s: internal error data:", v->vm->name);
+		for (unsigned i = 0; i < v->run->internal.ndata && i < 16; i++)
+			fprintf(stderr, " %#llx", v->run->internal.data[i]);
+		fputc('\n', stderr);
+	}
 }
 
 static void
@@ -384,9 +425,13 @@ handle_exit(struct vcpu *v)
 	case KVM_EXIT_INTERNAL_ERROR: {
 		uint64_t rip;
 
-		if (v->cap_bpt && stopped_on_int3(v, &rip)) {
-			breakpoint_abort(v, rip);
-			break;
+		if (stopped_on_int3(v, &rip)) {
+			if (v->cap_bpt) {
+				breakpoint_abort(v, rip);
+				break;
+			}
+			if (reflect_int3(v, rip) == 0)
+				break;
 		}
 	}
 		/* FALLTHROUGH */
@@ -401,6 +446,25 @@ handle_exit(struct vcpu *v)
 	}
 }
 
+/*
+ * A Linux guest starts its APs through the in-kernel local APIC, where no
+ * exit reaches userspace; KVM_GET_MP_STATE makes KVM accept a pending
+ * INIT/SIPI (the AP is then RUNNABLE at the SIPI vector).  That is the
+ * moment vmm.ko reports VM_EXITCODE_SPINUP_AP and bhyve resumes the AP,
+ * even while a debugger holds the VM (vmm-facts.md section 4).
+ */
+static void
+ap_check_sipi(struct vcpu *v)
+{
+	struct kvm_mp_state mp;
+
+	if (!v->awaiting_sipi || ioctl(v->fd, KVM_GET_MP_STATE, &mp) < 0 ||
+	    mp.mp_state != KVM_MP_STATE_RUNNABLE)
+		return;
+	v->awaiting_sipi = false;
+	vcpu_resume(v->vm, v->id);
+}
+
 static void *
 vcpu_thread(void *arg)
 {
@@ -413,6 +477,7 @@ vcpu_thread(void *arg)
 
 	while (!atomic_load(&v->vm->exiting)) {
 		if (!vcpu_enter(v)) {
+			ap_check_sipi(v);
 			usleep(1000);	/* bhyve's vmexit_debug */
 			continue;
 		}

@@ -102,6 +102,21 @@ vm_create_kvm(struct vm *vm, uint64_t mem_bytes)
 	return 0;
 }
 
+/*
+ * The in-kernel i8254, wired by KVM to IRQ 0 of its PIC and I/O APIC:
+ * bhyve's vatpit lives in vmm.ko too.  Only a Linux guest wants it (it
+ * calibrates and ticks on it); the demo guest never programs a timer.
+ */
+int
+vm_create_pit(struct vm *vm)
+{
+	struct kvm_pit_config pit = { .flags = KVM_PIT_SPEAKER_DUMMY };
+
+	if (ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0)
+		die("KVM_CREATE_PIT2: %s", strerror(errno));
+	return 0;
+}
+
 bool
 vm_gpa_is_ram(const struct vm *vm, uint64_t gpa, uint64_t len)
 {
