@@ -224,15 +224,98 @@ export class PacketWriter {
   }
 
   /**
-   * Appends raw bytes, escaping the four that frame packets, in one pass that copies, sums
-   * and escapes (the escape branch is rare in real memory).
+   * Appends bytes as hex digits, run-length encoded (`0*~` is 98 zeros): for memory reads,
+   * where a debugger spends its time parsing each character and guest RAM is full of zeros.
+   * Only runs of a byte whose two digits are alike (00, 11 … ff) are squeezed: they are the
+   * long runs, and finding them needs one comparison per byte.
    */
-  binary(bytes: Uint8Array): this {
+  hexRunLength(bytes: Uint8Array): this {
     this.#ensure(bytes.length * 2);
     const buf = this.#buf;
     let o = this.#len;
     let sum = 0;
-    for (let i = 0; i < bytes.length; i++) {
+    for (let i = 0; i < bytes.length;) {
+      const b = bytes[i]!;
+      const high = DIGIT[b >> 4]!;
+      const low = DIGIT[b & 15]!;
+      if (high !== low || i + 1 === bytes.length || bytes[i + 1] !== b) {
+        buf[o] = high;
+        buf[o + 1] = low;
+        o += 2;
+        sum += high + low;
+        i++;
+        continue;
+      }
+      let end = i + 2;
+      while (end < bytes.length && bytes[end] === b) end++;
+      for (let chars = 2 * (end - i); chars > 0;) {
+        if (chars < 4) {
+          buf[o++] = high;
+          sum += high;
+          chars--;
+          continue;
+        }
+        // `X*c` is X then c - 29 more; c may not be `#` (6 more) or `$` (7 more).
+        let more = Math.min(chars, MAX_RUN) - 1;
+        if (more === 6 || more === 7) more = 5;
+        buf[o] = high;
+        buf[o + 1] = Byte.repeat;
+        buf[o + 2] = more + 29;
+        o += 3;
+        sum += high + Byte.repeat + more + 29;
+        chars -= more + 1;
+      }
+      i = end;
+    }
+    this.#len = o;
+    this.#sum += sum;
+    return this;
+  }
+
+  /**
+   * Appends raw bytes, escaping the four that frame packets.
+   *
+   * Memory is read in blocks. A first pass over a block only sums it and notes whether any
+   * byte needs an escape; a clean block is then copied at once (memcpy), which is the common
+   * case in guest RAM. A block with escapes goes through the byte-by-byte loop, and so do the
+   * blocks after it until one turns out clean: dense data (compressed, random) pays for one
+   * pass, not two.
+   */
+  binary(bytes: Uint8Array): this {
+    this.#ensure(bytes.length * 2);
+    let dense = false;
+    for (let from = 0; from < bytes.length; from += BINARY_BLOCK) {
+      const to = Math.min(from + BINARY_BLOCK, bytes.length);
+      if (!dense && this.#copyIfClean(bytes, from, to)) continue;
+      const before = this.#len;
+      this.#escapeInto(bytes, from, to);
+      dense = this.#len - before !== to - from;
+    }
+    return this;
+  }
+
+  /** Appends bytes[from, to) at once if none needs an escape; if one does, writes nothing. */
+  #copyIfClean(bytes: Uint8Array, from: number, to: number): boolean {
+    let sum = 0;
+    let escapes = 0;
+    for (let i = from; i < to; i++) {
+      const b = bytes[i]!;
+      sum += b;
+      escapes |= NEEDS_ESCAPE[b]!;
+    }
+    if (escapes !== 0) return false;
+    this.#buf.set(bytes.subarray(from, to), this.#len);
+    this.#len += to - from;
+    this.#sum += sum;
+    return true;
+  }
+
+  /** Appends bytes[from, to) byte by byte, escaping those that need it. */
+  #escapeInto(bytes: Uint8Array, from: number, to: number): void {
+    const buf = this.#buf;
+    let o = this.#len;
+    let sum = 0;
+    for (let i = from; i < to; i++) {
       const b = bytes[i]!;
       if (NEEDS_ESCAPE[b] === 0) {
         buf[o++] = b;
@@ -245,7 +328,6 @@ export class PacketWriter {
     }
     this.#len = o;
     this.#sum += sum;
-    return this;
   }
 
   /**
@@ -272,6 +354,10 @@ export class PacketWriter {
 }
 
 const DIGIT = new TextEncoder().encode("0123456789abcdef");
+/** Longest run one `X*n` can carry: the count character 29 + 97 is `~`, the last printable. */
+const MAX_RUN = 98;
+/** Bytes per block of {@link PacketWriter.binary}'s clean-block test. */
+const BINARY_BLOCK = 1024;
 
 /** Frames a short text body as a complete packet (tests, one-off replies). */
 export function framePacket(body: string): Uint8Array {

@@ -6,17 +6,29 @@
  * HPET) through vm_readwrite_kernemu_device, in aligned 4-byte accesses; everything else is
  * MMIO that bhyve emulates in its own process, or nothing, and is refused with a message
  * that says so. Virtual reads go page by page: translate once, clip at the page end, copy.
+ * A "page" is the guest's own page: the kernel translates its first byte, and a walk of the
+ * guest's page tables tells how large it is, so a 2 MiB mapping costs one translation, not 512.
  *
  * @module
  */
 import { TargetError } from "../rsp/target.ts";
-import { type GuestPaging, isGone, type MemoryRange, type VmHandle, VmmError } from "./vmmapi.ts";
+import { walk } from "./page_walk.ts";
+import {
+  type GuestPaging,
+  isGone,
+  type MemoryRange,
+  PagingMode,
+  type VmHandle,
+  VmmError,
+} from "./vmmapi.ts";
 
 /** EFAULT, the code every refused read carries. */
 export const EFAULT = 14;
 /** PROT_READ, for vm_gla2gpa_nofault. */
 const PROT_READ = 1;
 const PAGE = 4096n;
+/** The span of one page-directory entry in every paging mode (2 MiB, or 4 MiB in 32-bit). */
+const DIRECTORY_SPAN = 0x20_0000n;
 
 /** An in-kernel device whose registers kernemu reads. */
 export interface KernelDevice {
@@ -170,9 +182,10 @@ export class GuestMemory {
   readVirtual(vcpu: number, paging: GuestPaging, gva: bigint, length: number): Uint8Array {
     const out = new Uint8Array(length);
     let done = 0;
+    // Below this address (in the same directory span) the guest maps 4 KiB pages: no walk.
+    let smallPagesUntil = -1n;
     while (done < length) {
       const at = (gva + BigInt(done)) & 0xffff_ffff_ffff_ffffn;
-      const chunk = Number(bigMin(BigInt(length - done), PAGE - (at % PAGE)));
       let gpa: bigint | undefined;
       try {
         gpa = this.#translate(vcpu, paging, at);
@@ -187,6 +200,12 @@ export class GuestMemory {
           EFAULT,
         );
       }
+      let pageSize = PAGE;
+      if (at >= smallPagesUntil) {
+        pageSize = this.#pageSize(vcpu, paging, at, gpa);
+        if (pageSize === PAGE) smallPagesUntil = at - (at % DIRECTORY_SPAN) + DIRECTORY_SPAN;
+      }
+      const chunk = Number(bigMin(BigInt(length - done), pageSize - (at % pageSize)));
       let n: number;
       try {
         n = this.#readPhysicalInto(vcpu, gpa, out.subarray(done, done + chunk));
@@ -205,6 +224,32 @@ export class GuestMemory {
       if (n < chunk) break;
     }
     return done === length ? out : out.subarray(0, done);
+  }
+
+  /**
+   * The size of the guest page that maps `gva`, which the kernel translated to `gpa`. Our own
+   * walk of the page tables (reading guest RAM, no libvmmapi call) gives the size, trusted only
+   * when the walk lands on the kernel's own answer; anything else says 4 KiB, the old,
+   * always-correct step. 32-bit paging always says 4 KiB: its 4 MiB pages depend on CR4.PSE,
+   * which `paging` does not carry.
+   */
+  #pageSize(vcpu: number, paging: GuestPaging, gva: bigint, gpa: bigint): bigint {
+    if (paging.pagingMode === PagingMode.FLAT) return PAGE;
+    const readEntry = (entryGpa: bigint, size: 4 | 8): bigint => {
+      const bytes = this.readPhysical(vcpu, entryGpa, size);
+      if (bytes.length < size) throw new TargetError("short page-table read", EFAULT);
+      let value = 0n;
+      for (let i = size - 1; i >= 0; i--) value = (value << 8n) | BigInt(bytes[i]!);
+      return value;
+    };
+    try {
+      const input = { pagingMode: paging.pagingMode, cr3: paging.cr3, pse: false };
+      const result = walk(gva, input, readEntry);
+      if (result.gpa === gpa && result.pageSize !== undefined) return result.pageSize;
+    } catch (error) {
+      if (!(error instanceof TargetError)) throw error;
+    }
+    return PAGE;
   }
 }
 

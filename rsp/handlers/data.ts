@@ -73,7 +73,7 @@ export function readMemory(ctx: Context, args: string, body: string): void {
   }
   if (count === 0) return;
   const bytes = ctx.target.readMemory(ctx.thread(), parsed.address, count);
-  if (!binary) ctx.reply.hex(bytes);
+  if (!binary) ctx.reply.hexRunLength(bytes);
   else if (ctx.state.rawBinaryReads) ctx.reply.binary(bytes);
   else ctx.reply.text("b").binary(bytes);
 }
