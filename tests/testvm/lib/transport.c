@@ -63,7 +63,12 @@ recv_reply(int sock, struct tvm_resp *resp, int *fd)
 		.msg_iov = &iov, .msg_iovlen = 1,
 		.msg_control = u.buf, .msg_controllen = sizeof(u.buf),
 	};
-	ssize_t n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+	ssize_t n;
+
+	/* A signal in the caller (a profiler's SIGPROF, a Ctrl-C) is not the VM going away. */
+	do
+		n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+	while (n < 0 && errno == EINTR);
 
 	if (n > 0 && fd != NULL) {
 		struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
@@ -72,6 +77,17 @@ recv_reply(int sock, struct tvm_resp *resp, int *fd)
 		    c->cmsg_type == SCM_RIGHTS)
 			memcpy(fd, CMSG_DATA(c), sizeof(int));
 	}
+	return n;
+}
+
+static ssize_t
+send_request(int sock, const struct tvm_req *req)
+{
+	ssize_t n;
+
+	do
+		n = send(sock, req, sizeof(*req), MSG_NOSIGNAL);
+	while (n < 0 && errno == EINTR);
 	return n;
 }
 
@@ -94,8 +110,7 @@ tvm_call(struct vmctx *ctx, struct tvm_req *req, struct tvm_resp *resp, int *fd)
 	pthread_mutex_lock(&ctx->lock);
 	if (ctx->sock < 0) {
 		err = ENXIO;
-	} else if (send(ctx->sock, req, sizeof(*req), MSG_NOSIGNAL) !=
-	    (ssize_t)sizeof(*req) ||
+	} else if (send_request(ctx->sock, req) != (ssize_t)sizeof(*req) ||
 	    recv_reply(ctx->sock, resp, fd) != (ssize_t)sizeof(*resp)) {
 		/* EOF, EPIPE, ECONNRESET or a timeout: the VM is gone for us. */
 		hang_up(ctx);
