@@ -2,12 +2,22 @@
  * The TCP server: one debugger at a time. A second debugger is told the VM is already being
  * debugged and is closed; the first is untouched.
  *
+ * A connection counts only once it has sent a whole packet: until then it is "pending", so a
+ * port scan or a stray connect never pauses the VM and never locks the real debugger out
+ * (pending connections are capped, the oldest dropped first, and dropped anyway after the
+ * stall timeout).
+ *
  * @module
  */
 import { getLogger } from "@logtape/logtape";
 import { PacketDecoder, PacketWriter } from "./framing.ts";
 import { formatError } from "./packets/error.ts";
-import { type Connection, DEFAULT_PACKET_SIZE, Session } from "./session.ts";
+import {
+  type Connection,
+  DEFAULT_PACKET_SIZE,
+  DEFAULT_STALL_TIMEOUT_MS,
+  Session,
+} from "./session.ts";
 import type { DebugTarget } from "./target.ts";
 
 const log = getLogger(["bhyve-gdbstub", "rsp"]);
@@ -26,6 +36,13 @@ export interface ServeOptions {
   signal?: AbortSignal;
   /** How long a refused debugger has to send its first packet, in ms (default 2000). */
   refuseTimeoutMs?: number;
+  /**
+   * How long a new connection has to send its first whole packet, and how long a debugger may
+   * leave a packet half sent or a reply unread, before it is dropped (ms, default 30000).
+   */
+  stallTimeoutMs?: number;
+  /** Most connections waiting for their first packet; the oldest is dropped (default 16). */
+  maxPending?: number;
 }
 
 /** The server could not listen, e.g. the port is in use. The message is one line for the user. */
@@ -45,6 +62,8 @@ export class RspServer {
   #busy = false;
   #sessionDone: Promise<void> = Promise.resolve();
   #closed = false;
+  /** Connections that have not sent a whole packet yet, oldest first. */
+  readonly #pending = new Set<Deno.TcpConn>();
   /** Resolves when the server has stopped and any session has ended. */
   readonly finished: Promise<void>;
 
@@ -80,31 +99,64 @@ export class RspServer {
         // already closed
       }
       this.#session?.close();
+      for (const conn of this.#pending) closeQuietly(conn);
     }
     await this.finished;
   }
 
   async #acceptLoop(): Promise<void> {
-    try {
-      for await (const conn of this.#listener) this.#accept(conn);
-    } catch (error) {
-      if (!this.#closed) log.error("accept failed: {error}", { error });
+    let failures = 0;
+    while (!this.#closed) {
+      let conn: Deno.TcpConn;
+      try {
+        conn = await this.#listener.accept();
+        failures = 0;
+      } catch (error) {
+        if (this.#closed || error instanceof Deno.errors.BadResource) break;
+        // e.g. EMFILE under a connection storm, or a peer that reset before accept: the
+        // attached debugger must not lose its server over it. Back off and go on.
+        if (failures++ === 0) log.error("accept failed: {error}", { error });
+        await new Promise((resolve) => setTimeout(resolve, Math.min(1000, 10 * failures)));
+        continue;
+      }
+      this.#accept(conn);
     }
     this.#closed = true;
     this.#session?.close();
+    for (const conn of this.#pending) closeQuietly(conn);
     await this.#sessionDone;
   }
 
   #accept(conn: Deno.TcpConn): void {
     const peer = `${conn.remoteAddr.hostname}:${conn.remoteAddr.port}`;
+    if (this.#closed) return closeQuietly(conn);
     try {
       conn.setNoDelay(true);
     } catch {
       // the peer may already be gone
     }
-    if (this.#busy || this.#closed) {
+    if (this.#pending.size >= (this.#options.maxPending ?? 16)) {
+      const oldest = this.#pending.values().next().value!;
+      log.debug("too many connections without a packet: dropping the oldest");
+      this.#pending.delete(oldest);
+      closeQuietly(oldest);
+    }
+    this.#pending.add(conn);
+    void this.#pend(conn, peer);
+  }
+
+  /** Waits for the connection's first packet, then serves it or refuses it. */
+  async #pend(tcp: Deno.TcpConn, peer: string): Promise<void> {
+    const conn = await firstPacket(tcp, this.#options);
+    this.#pending.delete(tcp);
+    if (conn === undefined || this.#closed) {
+      log.debug("{peer} left before its first packet", { peer });
+      closeQuietly(tcp);
+      return;
+    }
+    if (this.#busy) {
       log.warn("refused {peer}: a debugger is already attached", { peer });
-      void refuse(conn, "The VM is already being debugged by another debugger", this.#options);
+      await refuse(conn, "The VM is already being debugged by another debugger", this.#options);
       return;
     }
     // Busy from now on, so a second connection racing the target factory is refused too.
@@ -115,7 +167,7 @@ export class RspServer {
     });
   }
 
-  async #serveOne(conn: Deno.TcpConn, peer: string): Promise<void> {
+  async #serveOne(conn: Connection, peer: string): Promise<void> {
     let target: DebugTarget;
     try {
       target = typeof this.#source === "function" ? await this.#source() : this.#source;
@@ -128,10 +180,85 @@ export class RspServer {
     const session = new Session(target, conn, {
       peer,
       packetSize: this.#options.packetSize ?? DEFAULT_PACKET_SIZE,
+      stallTimeoutMs: this.#options.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS,
     });
     this.#session = session;
     if (this.#closed) session.close();
     await session.run();
+  }
+}
+
+/**
+ * Waits for a connection's first whole packet (acks, Ctrl-C and noise before it are kept).
+ * Returns a Connection that replays what was read, or undefined if the peer left, sent more
+ * than a packet's worth of noise, or sent nothing whole within the stall timeout.
+ */
+async function firstPacket(
+  conn: Deno.TcpConn,
+  options: ServeOptions,
+): Promise<Connection | undefined> {
+  const packetSize = options.packetSize ?? DEFAULT_PACKET_SIZE;
+  const decoder = new PacketDecoder(packetSize);
+  const chunks: Uint8Array[] = [];
+  const buffer = new Uint8Array(4096);
+  let total = 0;
+  const timer = setTimeout(
+    () => closeQuietly(conn),
+    options.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS,
+  );
+  try {
+    for (;;) {
+      const n = await conn.read(buffer);
+      if (n === null) return undefined;
+      const chunk = buffer.slice(0, n);
+      chunks.push(chunk);
+      total += n;
+      if (decoder.feed(chunk).some((e) => e.kind === "packet" || e.kind === "oversize")) break;
+      // More than a whole packet's worth of bytes and still no packet: not a debugger.
+      if (total > packetSize * 2 + 64) return undefined;
+    }
+  } catch {
+    return undefined; // reset by the peer, or closed by the timer
+  } finally {
+    clearTimeout(timer);
+  }
+  return new Replay(conn, chunks);
+}
+
+/** A Connection that first returns bytes already read from `conn`. */
+class Replay implements Connection {
+  readonly #conn: Connection;
+  readonly #chunks: Uint8Array[];
+
+  constructor(conn: Connection, chunks: Uint8Array[]) {
+    this.#conn = conn;
+    this.#chunks = chunks;
+  }
+
+  read(buffer: Uint8Array): Promise<number | null> {
+    const chunk = this.#chunks[0];
+    if (chunk === undefined) return this.#conn.read(buffer);
+    const n = Math.min(chunk.length, buffer.length);
+    buffer.set(chunk.subarray(0, n));
+    if (n === chunk.length) this.#chunks.shift();
+    else this.#chunks[0] = chunk.subarray(n);
+    return Promise.resolve(n);
+  }
+
+  write(data: Uint8Array): Promise<number> {
+    return this.#conn.write(data);
+  }
+
+  close(): void {
+    this.#conn.close();
+  }
+}
+
+function closeQuietly(conn: Connection | undefined): void {
+  try {
+    conn?.close();
+  } catch {
+    // already closed
   }
 }
 

@@ -35,11 +35,68 @@ export interface Connection {
 /** Default PacketSize: large, so a memory dump takes few round trips. */
 export const DEFAULT_PACKET_SIZE = 0x40000;
 
+/** Default bound on a half-received packet or a write the debugger does not take (ms). */
+export const DEFAULT_STALL_TIMEOUT_MS = 30_000;
+
 export interface SessionOptions {
   /** The PacketSize advertised and the longest packet accepted (default 0x40000). */
   packetSize?: number;
   /** Who is connected, for log lines. */
   peer?: string;
+  /**
+   * How long a debugger may leave a packet half sent, or leave a reply unread, before the
+   * connection is dropped and the target detached (default 30 s). A debugger idle between
+   * packets is never timed out: a user may look at a stopped VM for as long as they like.
+   */
+  stallTimeoutMs?: number;
+}
+
+/** The debugger stopped mid-packet or stopped reading. */
+class StallError extends Error {
+  override name = "StallError";
+}
+
+/**
+ * Follows, byte by byte as the decoder does, whether a packet is half received: `$` opens
+ * one, `#` and two checksum characters end it, `}` and `*` make the next byte data.
+ */
+class PartialPacket {
+  #state = 0; // 0 between packets, 1 body, 2 and 3 checksum digits
+  #modifier = false;
+  #empty = true;
+
+  get pending(): boolean {
+    return this.#state !== 0;
+  }
+
+  feed(bytes: Uint8Array): void {
+    for (let i = 0; i < bytes.length; i++) {
+      const c = bytes[i]!;
+      switch (this.#state) {
+        case 0:
+          if (c === 0x24) this.#open();
+          break;
+        case 1:
+          if (this.#modifier) this.#modifier = false;
+          else if (c === 0x23) this.#state = 2;
+          else if (c === 0x24) this.#open();
+          else if (c === 0x7d || (c === 0x2a && !this.#empty)) this.#modifier = true;
+          this.#empty = false;
+          break;
+        case 2:
+          this.#state = 3;
+          break;
+        default:
+          this.#state = 0;
+      }
+    }
+  }
+
+  #open(): void {
+    this.#state = 1;
+    this.#modifier = false;
+    this.#empty = true;
+  }
 }
 
 const TRACE_LIMIT = 160;
@@ -79,6 +136,8 @@ export class Session {
   readonly #conn: Connection;
   readonly #packetSize: number;
   readonly #peer: string;
+  readonly #stallTimeoutMs: number;
+  readonly #partial = new PartialPacket();
   readonly #decoder: PacketDecoder;
   readonly #writer: PacketWriter;
   readonly #state: SessionState;
@@ -100,6 +159,7 @@ export class Session {
     this.#conn = conn;
     this.#packetSize = options.packetSize ?? DEFAULT_PACKET_SIZE;
     this.#peer = options.peer ?? "debugger";
+    this.#stallTimeoutMs = options.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS;
     this.#decoder = new PacketDecoder(this.#packetSize);
     this.#writer = new PacketWriter(Math.min(this.#packetSize * 2, 0x10000));
     const all = registersByNumber(target.description());
@@ -156,12 +216,14 @@ export class Session {
   async #readLoop(): Promise<void> {
     const buffer = new Uint8Array(0x10000);
     while (!this.#closing) {
-      const n = await this.#conn.read(buffer);
+      const n = await this.#readSome(buffer);
       if (n === null) {
         log.info("{peer} disconnected", { peer: this.#peer });
         return;
       }
-      for (const event of this.#decoder.feed(buffer.subarray(0, n))) {
+      const chunk = buffer.subarray(0, n);
+      this.#partial.feed(chunk);
+      for (const event of this.#decoder.feed(chunk)) {
         await this.#onEvent(event);
         if (this.#closing) return;
       }
@@ -204,6 +266,23 @@ export class Session {
         }
         this.#ackPending = this.#ackMode;
         await this.#handle(latin1(event.body));
+    }
+  }
+
+  /** One read; a packet left half sent for longer than the stall timeout drops the debugger. */
+  async #readSome(buffer: Uint8Array): Promise<number | null> {
+    if (!this.#partial.pending) return await this.#conn.read(buffer);
+    const timer = setTimeout(() => {
+      log.warn("{peer} left a packet half sent for {seconds} s: dropping the connection", {
+        peer: this.#peer,
+        seconds: this.#stallTimeoutMs / 1000,
+      });
+      this.close();
+    }, this.#stallTimeoutMs);
+    try {
+      return await this.#conn.read(buffer);
+    } finally {
+      clearTimeout(timer);
     }
   }
 
@@ -381,10 +460,30 @@ export class Session {
     await this.#write(bytes);
   }
 
-  /** Writes all of `bytes`, after any write already under way. */
+  /**
+   * Writes all of `bytes`, after any write already under way. A debugger that stops reading
+   * for longer than the stall timeout is dropped (its VM must not stay held behind it).
+   */
   #write(bytes: Uint8Array): Promise<void> {
     const write = this.#writes.then(async () => {
-      for (let at = 0; at < bytes.length;) at += await this.#conn.write(bytes.subarray(at));
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const stalled = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => {
+          log.warn("{peer} has not read a reply for {seconds} s: dropping the connection", {
+            peer: this.#peer,
+            seconds: this.#stallTimeoutMs / 1000,
+          });
+          this.close();
+          reject(new StallError("the debugger stopped reading"));
+        }, this.#stallTimeoutMs);
+      });
+      try {
+        for (let at = 0; at < bytes.length;) {
+          at += await Promise.race([this.#conn.write(bytes.subarray(at)), stalled]);
+        }
+      } finally {
+        clearTimeout(timer);
+      }
     });
     this.#writes = write.catch(() => {});
     return write;

@@ -35,6 +35,8 @@ export class RunControl {
   #held = false;
   #mine = new Set<number>();
   #bhyves = new Set<number>();
+  /** Ours, released but not resumed (vm_resume_cpu failed): retried until they run. */
+  #stranded = new Set<number>();
 
   constructor(vm: VmHandle) {
     this.#vm = vm;
@@ -55,6 +57,14 @@ export class RunControl {
     return this.#bhyves;
   }
 
+  /**
+   * vCPUs this debugger suspended whose resume failed at release: still parked because of
+   * us. {@link retryStranded} tries again; a later {@link hold} takes them back as its own.
+   */
+  get stranded(): ReadonlySet<number> {
+    return this.#stranded;
+  }
+
   /** How `vcpu` stands now, as far as this debugger knows. */
   state(vcpu: number, active: readonly number[]): VcpuHold {
     if (this.#mine.has(vcpu)) return "held by debugger";
@@ -71,7 +81,13 @@ export class RunControl {
     const debug = new Set(this.#vm.debugCpus());
     const active = this.#vm.activeCpus();
     this.#held = true;
-    this.#bhyves = new Set(debug);
+    // Our own stranded vCPUs are in the debug set because of us, not bhyve: still ours.
+    for (const vcpu of this.#stranded) {
+      if (debug.has(vcpu)) this.#mine.add(vcpu);
+      debug.delete(vcpu);
+    }
+    this.#stranded.clear();
+    this.#bhyves = new Set([...debug].filter((vcpu) => !this.#mine.has(vcpu)));
     const suspended: number[] = [];
     for (const vcpu of active) {
       if (!debug.has(vcpu) && this.#suspend(vcpu)) suspended.push(vcpu);
@@ -126,16 +142,17 @@ export class RunControl {
    */
   release(): number[] {
     if (!this.#held) return [];
-    this.poll();
+    try {
+      this.poll();
+    } catch (error) {
+      // A failed look must never keep what we already hold parked: resume it regardless.
+      if (isGone(error) || !(error instanceof VmmError)) throw error;
+      log.warn("release: cannot look for new vCPUs: {error}", { error: error.message });
+    }
     const resumed: number[] = [];
     for (const vcpu of this.#mine) {
-      try {
-        this.#vm.resumeCpu(vcpu);
-        resumed.push(vcpu);
-      } catch (error) {
-        if (isGone(error) || !(error instanceof VmmError)) throw error;
-        log.warn("cannot resume vCPU {vcpu}: {error}", { vcpu, error: error.message });
-      }
+      if (this.#resume(vcpu) || this.#resume(vcpu)) resumed.push(vcpu);
+      else this.#stranded.add(vcpu);
     }
     log.debug("released VM {name}: resumed {resumed}, bhyve keeps {bhyves}", {
       name: this.#vm.name,
@@ -148,11 +165,52 @@ export class RunControl {
     return resumed;
   }
 
+  /**
+   * Tries again to resume the stranded vCPUs; returns those that now run. One no longer in
+   * the debug set (someone resumed it) is forgotten.
+   */
+  retryStranded(): number[] {
+    const resumed: number[] = [];
+    if (this.#held || this.#stranded.size === 0) return resumed;
+    let debug: Set<number>;
+    try {
+      debug = new Set(this.#vm.debugCpus());
+    } catch (error) {
+      if (isGone(error) || !(error instanceof VmmError)) throw error;
+      return resumed;
+    }
+    for (const vcpu of [...this.#stranded]) {
+      if (!debug.has(vcpu)) {
+        this.#stranded.delete(vcpu);
+        resumed.push(vcpu);
+      } else if (this.#resume(vcpu, true)) {
+        this.#stranded.delete(vcpu);
+        resumed.push(vcpu);
+      }
+    }
+    if (resumed.length > 0) log.info("resumed vCPUs {resumed} on a retry", { resumed });
+    return resumed;
+  }
+
   /** Forgets everything without a call (the VM is gone). */
   abandon(): void {
     this.#mine.clear();
     this.#bhyves.clear();
+    this.#stranded.clear();
     this.#held = false;
+  }
+
+  #resume(vcpu: number, retrying = false): boolean {
+    try {
+      this.#vm.resumeCpu(vcpu);
+      return true;
+    } catch (error) {
+      if (isGone(error) || !(error instanceof VmmError)) throw error;
+      const message = "cannot resume vCPU {vcpu}: {error}";
+      if (retrying) log.debug(message, { vcpu, error: error.message });
+      else log.warn(message, { vcpu, error: error.message });
+      return false;
+    }
   }
 
   #suspend(vcpu: number): boolean {

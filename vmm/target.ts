@@ -68,6 +68,8 @@ export class VmTarget implements DebugTarget {
   #heldPollMs: number;
   #runningPollMs: number;
   #timer: ReturnType<typeof setInterval> | undefined;
+  /** Retries the resume of stranded vCPUs (see {@link RunControl.stranded}). */
+  #retry: ReturnType<typeof setTimeout> | undefined;
   #gone: string | undefined;
   #stops = 0;
   #active: number[] | undefined;
@@ -187,11 +189,28 @@ export class VmTarget implements DebugTarget {
    */
   stop(): Promise<StopEvent> {
     if (this.#gone !== undefined) return Promise.resolve(this.#exited());
+    this.#stopRetry();
     try {
-      const suspended = this.#guard(() => this.control.hold());
+      let suspended: number[];
+      try {
+        suspended = this.#guard(() => this.control.hold());
+      } catch (error) {
+        if (!(error instanceof TargetError)) throw error;
+        // One failed look (vm_debug_cpus, vm_active_cpus): try once more before giving up.
+        log.warn("holding the VM: {error}; trying again", { error: error.message });
+        suspended = this.#guard(() => this.control.hold());
+      }
       // A register read waits until the vCPU has left the guest; in the debug set it then
-      // stays parked. One read each makes "stopped" mean parked.
-      for (const vcpu of suspended) this.#guard(() => this.vm.getRegister(vcpu, VmReg.RIP));
+      // stays parked. One read each makes "stopped" mean parked. A failed read is no reason
+      // to fail the stop: the vCPU is in the debug set and parks at its next exit anyway.
+      for (const vcpu of suspended) {
+        try {
+          this.#guard(() => this.vm.getRegister(vcpu, VmReg.RIP));
+        } catch (error) {
+          if (!(error instanceof TargetError)) throw error;
+          log.debug("waiting for vCPU {vcpu} to park: {error}", { vcpu, error: error.message });
+        }
+      }
     } catch (error) {
       if (error instanceof TargetGoneError) return Promise.resolve(this.#exited());
       throw error;
@@ -212,6 +231,7 @@ export class VmTarget implements DebugTarget {
     } catch (error) {
       return Promise.reject(error);
     }
+    if (this.control.stranded.size > 0) this.#startRetry();
     return Promise.resolve();
   }
 
@@ -264,7 +284,49 @@ export class VmTarget implements DebugTarget {
   /** Resumes what this debugger stopped (if anything) and closes the VM. */
   async close(): Promise<void> {
     await this.detach();
+    // Last chance for a vCPU whose resume failed: never leave the VM parked behind us.
+    for (let tries = 0; this.control.stranded.size > 0 && tries < 50; tries++) {
+      try {
+        this.#guard(() => this.control.retryStranded());
+      } catch (error) {
+        if (error instanceof TargetGoneError) break;
+      }
+      if (this.control.stranded.size > 0) await new Promise((r) => setTimeout(r, 20));
+    }
+    if (this.control.stranded.size > 0) {
+      log.error(
+        "vCPUs {vcpus} of VM {name} could not be resumed: run 'bhyvectl --vm={name} " +
+          "--resume --cpu=N' for each",
+        { vcpus: [...this.control.stranded], name: this.vm.name },
+      );
+    }
+    this.#stopRetry();
     this.vm.close();
+  }
+
+  /**
+   * Keeps trying to resume stranded vCPUs while the VM runs (they must not stay parked),
+   * every 20 ms at first, backing off to once a second.
+   */
+  #startRetry(delay = 20): void {
+    if (this.#retry !== undefined && delay === 20) return;
+    this.#retry = setTimeout(() => {
+      this.#retry = undefined;
+      try {
+        this.#guard(() => this.control.retryStranded());
+      } catch (error) {
+        log.debug("resume retry: {error}", { error: String(error) });
+      }
+      if (this.control.stranded.size > 0 && this.#gone === undefined) {
+        this.#startRetry(Math.min(1000, delay * 2));
+      }
+    }, delay);
+  }
+
+  #stopRetry(): void {
+    if (this.#retry === undefined) return;
+    clearTimeout(this.#retry);
+    this.#retry = undefined;
   }
 
   /** Drops cached registers and paging state (of one vCPU, or all). */
