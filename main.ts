@@ -10,6 +10,7 @@ import { configure, defaultTextFormatter, getLogger, type LogRecord } from "@log
 import { HELP, type Options, parseCommandLine, UsageError, VERSION } from "./cli.ts";
 import { loadVmmapi, VmmapiLoadError } from "./ffi/mod.ts";
 import { ListenError, type RspServer, serve } from "./rsp/mod.ts";
+import { lockVm } from "./vmm/lock.ts";
 import { openTarget, type Vmmapi, VmmError, type VmTarget, waitAndHold } from "./vmm/mod.ts";
 
 const log = getLogger(["bhyve-gdbstub"]);
@@ -73,6 +74,10 @@ const SIGNALS = ["SIGINT", "SIGTERM"] as const;
 
 async function serveVm(api: Vmmapi, options: Options, signal: AbortSignal): Promise<number> {
   const { vm, listen } = options;
+  // One bhyve-gdbstub per VM: two would fight over the debug set.
+  const lock = await lockVm(vm).catch((error: Error) => error);
+  if (lock instanceof Error) return fail(lock.message);
+  using _lock = lock;
   let target: VmTarget;
   try {
     if (listen.wait) {

@@ -7,7 +7,7 @@
  */
 const output = Deno.args[0] ?? "bhyve-gdbstub";
 const denort = Deno.env.get("DENORT_BIN");
-const permissions = ["--allow-ffi", "--allow-net", "--allow-read", "--allow-env"];
+const permissions = ["--allow-ffi", "--allow-net", "--allow-read", "--allow-write", "--allow-env"];
 const { code, stderr } = await new Deno.Command(Deno.execPath(), {
   args: [
     "compile",

@@ -59,6 +59,7 @@ const stub = new Deno.Command(Deno.execPath(), {
     "--allow-ffi",
     "--allow-net",
     "--allow-read",
+    "--allow-write",
     "--allow-env",
     `${ROOT}main.ts`,
     "--vm",

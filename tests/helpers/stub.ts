@@ -71,6 +71,7 @@ export class Stub implements AsyncDisposable {
       "--allow-ffi",
       "--allow-net",
       "--allow-read",
+      "--allow-write",
       "--allow-env",
       MAIN,
       "--vm",
