@@ -1,0 +1,224 @@
+/**
+ * What the hardening tests share: the real main.ts as a subprocess against a test VM, and a
+ * second, independent look at the VM (its debug set and the guest's per-vCPU counters) through
+ * this process's own libvmmapi, the way an operator would check a production VM.
+ *
+ * @module
+ */
+import { loadVmmapi } from "../../ffi/mod.ts";
+import type { VmHandle, Vmmapi } from "../../vmm/mod.ts";
+import { LIBVMMAPI, type TestVm } from "../helpers/testvm.ts";
+import * as L from "../testvm/layout.ts";
+
+/** main.ts, or a variant to try (HARDENING_MAIN=path, e.g. a patch before it lands). */
+export const MAIN = Deno.env.get("HARDENING_MAIN") ??
+  new URL("../../main.ts", import.meta.url).pathname;
+const ROOT = new URL("../../", import.meta.url).pathname;
+
+export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Polls `check` every `everyMs` until it holds; returns the ms it took, or throws. */
+export async function until(
+  check: () => boolean | Promise<boolean>,
+  what: string,
+  timeoutMs = 10_000,
+  everyMs = 10,
+): Promise<number> {
+  const start = performance.now();
+  while (!(await check())) {
+    if (performance.now() - start > timeoutMs) throw new Error(`timed out: ${what}`);
+    await sleep(everyMs);
+  }
+  return performance.now() - start;
+}
+
+/** A free TCP port on 127.0.0.1 (the cli refuses port 0). */
+export function freePort(hostname = "127.0.0.1"): number {
+  const listener = Deno.listen({ hostname, port: 0 });
+  const port = listener.addr.port;
+  listener.close();
+  return port;
+}
+
+export interface ServerOptions {
+  /** -G argument; default 127.0.0.1:<free port>. */
+  listen?: string;
+  logLevel?: string;
+  env?: Record<string, string>;
+  generation?: "0200" | "0103";
+}
+
+/** main.ts serving a test VM, as a user runs it. */
+export class Server implements AsyncDisposable {
+  stderr = "";
+  readonly #stderrDone: Promise<void>;
+  private constructor(
+    readonly process: Deno.ChildProcess,
+    readonly port: number,
+  ) {
+    this.#stderrDone = (async () => {
+      for await (const chunk of process.stderr.pipeThrough(new TextDecoderStream())) {
+        this.stderr += chunk;
+      }
+    })().catch(() => {});
+    process.stdout.cancel().catch(() => {});
+  }
+
+  get pid(): number {
+    return this.process.pid;
+  }
+
+  /** Starts main.ts and waits for its "serving VM" line. */
+  static async start(vm: TestVm, options: ServerOptions = {}): Promise<Server> {
+    const port = freePort();
+    const listen = options.listen ?? `127.0.0.1:${port}`;
+    const process = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        MAIN,
+        "--vm",
+        vm.name,
+        "-G",
+        listen,
+        "--vmmapi",
+        LIBVMMAPI[options.generation ?? "0200"],
+        "--log-level",
+        options.logLevel ?? "info",
+      ],
+      cwd: ROOT,
+      // The lock file (once main.ts takes one) goes with the VM's temporary directory.
+      env: { TESTVM_DIR: vm.dir, NO_COLOR: "1", BHYVE_GDBSTUB_LOCK_DIR: vm.dir, ...options.env },
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const server = new Server(process, Number(/(\d+)$/.exec(listen)?.[1] ?? port));
+    let exited = false;
+    process.status.then(() => exited = true);
+    try {
+      await until(
+        () => {
+          if (exited) throw new Error(`main.ts exited before serving`);
+          return /serving VM/.test(server.stderr);
+        },
+        "the server's 'serving VM' line",
+        30_000,
+      );
+    } catch (error) {
+      await server.kill();
+      throw new Error(`${(error as Error).message}\n${server.stderr}`);
+    }
+    return server;
+  }
+
+  /** Resolves with the exit status, or undefined if it did not exit within `ms`. */
+  async exited(ms: number): Promise<Deno.CommandStatus | undefined> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<undefined>((resolve) => {
+      timer = setTimeout(() => resolve(undefined), ms);
+    });
+    try {
+      const status = await Promise.race([this.process.status, timeout]);
+      if (status !== undefined) await this.#stderrDone;
+      return status;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async kill(): Promise<void> {
+    try {
+      this.process.kill("SIGTERM");
+    } catch {
+      // already gone
+    }
+    if ((await this.exited(5000)) === undefined) {
+      try {
+        this.process.kill("SIGKILL");
+      } catch {
+        // already gone
+      }
+    }
+    await this.process.status;
+    await this.#stderrDone;
+  }
+
+  /** The server's open file descriptors, memory mappings and resident set (KiB), from /proc. */
+  resources(): { fds: number; maps: number; rssKiB: number; threads: number } {
+    const fds = [...Deno.readDirSync(`/proc/${this.pid}/fd`)].length;
+    const maps = Deno.readTextFileSync(`/proc/${this.pid}/maps`).split("\n").filter(Boolean)
+      .length;
+    const status = Deno.readTextFileSync(`/proc/${this.pid}/status`);
+    const field = (name: string) => Number(new RegExp(`${name}:\\s+(\\d+)`).exec(status)?.[1] ?? 0);
+    return { fds, maps, rssKiB: field("VmRSS"), threads: field("Threads") };
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.kill();
+  }
+}
+
+/**
+ * An independent look at the VM through this process's libvmmapi: which vCPUs sit in the
+ * debug set, and the demo guest's per-vCPU counters (they move only while a vCPU runs).
+ */
+export class Observer implements Disposable {
+  readonly #api: Vmmapi;
+  readonly vm: VmHandle;
+
+  constructor(testVm: TestVm) {
+    testVm.useDirHere();
+    this.#api = loadVmmapi({ path: LIBVMMAPI["0200"] });
+    this.vm = this.#api.open(testVm.name);
+  }
+
+  debugCpus(): number[] {
+    return this.vm.debugCpus();
+  }
+
+  counter(cpu: number): bigint {
+    const bytes = new Uint8Array(8);
+    this.vm.readRam(L.percpuPhys(cpu, L.PC_COUNTER), bytes);
+    return new DataView(bytes.buffer).getBigUint64(0, true);
+  }
+
+  /** Guest-physical bytes (for "memory unchanged" checks). */
+  read(gpa: bigint, length: number): Uint8Array {
+    const bytes = new Uint8Array(length);
+    this.vm.readRam(gpa, bytes);
+    return bytes;
+  }
+
+  /** Waits until every vCPU of a `cpus`-vCPU demo guest is out of the debug set and counting. */
+  async allRunning(cpus: number, timeoutMs = 30_000): Promise<void> {
+    await until(() => this.debugCpus().length === 0, "every vCPU out of the debug set", timeoutMs);
+    await this.counting(cpus, timeoutMs);
+  }
+
+  /** Waits until every vCPU's counter moves. */
+  async counting(cpus: number, timeoutMs = 10_000): Promise<void> {
+    const start = Array.from({ length: cpus }, (_, cpu) => this.counter(cpu));
+    await until(
+      () => start.every((value, cpu) => this.counter(cpu) > value),
+      "every vCPU counter to move",
+      timeoutMs,
+    );
+  }
+
+  [Symbol.dispose](): void {
+    try {
+      this.vm.close();
+    } catch {
+      // the VM may be gone
+    }
+    this.#api.close();
+  }
+}
+
+/** Frames a body (no escaping: tests use plain bodies). */
+export function packet(body: string): string {
+  let sum = 0;
+  for (let i = 0; i < body.length; i++) sum += body.charCodeAt(i);
+  return `$${body}#${(sum & 0xff).toString(16).padStart(2, "0")}`;
+}
