@@ -25,6 +25,8 @@ export interface SessionState {
   rawBinaryReads: boolean;
   /** The Hg thread: 0 or -1 mean "the thread of the last stop". */
   selectedThread: ThreadId;
+  /** The Hc thread: the one gdb means to step (0 or -1: any). */
+  continueThread: ThreadId;
   lastStop: StopEvent;
   /** Where qsThreadInfo continues. */
   threadCursor: number;

@@ -173,6 +173,7 @@ export class Session {
       listThreadsInStop: false,
       rawBinaryReads: false,
       selectedThread: ANY_THREAD,
+      continueThread: ANY_THREAD,
       lastStop: { kind: "stopped", thread: 1, signal: Signal.trap },
       threadCursor: 0,
     };

@@ -101,6 +101,7 @@ export function setThread(ctx: Context, args: string, body: string): void {
     return;
   }
   if (op === "g") ctx.state.selectedThread = id;
+  else ctx.state.continueThread = id;
   ctx.reply.text("OK");
 }
 

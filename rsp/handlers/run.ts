@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { getLogger } from "@logtape/logtape";
 import type { Context, Outcome } from "../context.ts";
 import { ErrorCode } from "../packets/error.ts";
 import { parseBreakpoint } from "../packets/breakpoint.ts";
@@ -13,6 +14,8 @@ import {
   type ResumeCommand,
 } from "../packets/resume.ts";
 import { Signal } from "../packets/stop_reply.ts";
+
+const log = getLogger(["bhyve-gdbstub", "rsp"]);
 
 /** `c`, `C`, `s`, `S`. */
 export function resumeLetter(ctx: Context, _args: string, body: string): Promise<Outcome> {
@@ -74,7 +77,12 @@ async function resume(
 async function refuseStep(ctx: Context): Promise<void> {
   const reason = ctx.target.unsupported("step") ?? "Single-step is not supported";
   await ctx.console(`${reason}\n`);
-  ctx.reply.text(ctx.stopReply(ctx.state.lastStop, reason));
+  // Report the stop on the thread the client meant to step, so it stays on that thread.
+  const { continueThread, lastStop } = ctx.state;
+  const thread = continueThread > 0 ? continueThread : ctx.thread();
+  ctx.reply.text(
+    ctx.stopReply(lastStop.kind === "stopped" ? { ...lastStop, thread } : lastStop, reason),
+  );
 }
 
 /** `Z`/`z`: refused with the target's reason. */
@@ -84,6 +92,8 @@ export function breakpoint(ctx: Context, _args: string, body: string): void {
     return;
   }
   const reason = ctx.target.unsupported("breakpoint") ?? "Breakpoints are not supported";
+  // gdb 13 and lldb 14 drop the text of this error reply: say it where the user started us too.
+  if (body.startsWith("Z")) log.warn(`refused a breakpoint (${body}): ${reason}`);
   ctx.error(ErrorCode.unsupported, reason, { gdbShowsText: true });
 }
 

@@ -58,7 +58,7 @@ for (const generation of ["0200", "0103"] as const) {
         private1: [`x/s ${hex(L.PRIVATE_VA)}`],
         apic1: [`x/wx ${hex(L.LAPIC_VA + L.LAPIC_REG_ID)}`],
         fpu: ["thread 1", "p $st0", "p $xmm0"],
-        step: ["stepi"],
+        step: ["thread 2", "stepi", "thread", "thread 1"],
         break: ["break tick", "continue", "delete"],
         before: ["p layout.percpu[0].counter"],
         run: ["continue"],
@@ -96,7 +96,10 @@ for (const generation of ["0200", "0103"] as const) {
     assert.match(s.mmio!, /MMIO emulated inside the bhyve process/);
     assert.match(s.fpu!, /<unavailable>/);
     assert.match(s.step!, /Single-step is not available: .*outside bhyve/);
+    assert.match(s.step!, /Current thread is 2/, "a refused step leaves gdb on its thread");
     assert.match(s.break!, /Cannot insert breakpoint 1/);
+    // gdb 13 drops the reason from the error reply; the server's own log carries it.
+    assert.match(stub.stderr, /refused a breakpoint \(Z0,ffffffff80[0-9a-f]+,1\): Breakpoints/);
 
     const counter = (text: string) => BigInt(/\$\d+ = (\d+)/.exec(text)?.[1] ?? "-1");
     assert.ok(counter(s.before!) >= 0n, s.before);
