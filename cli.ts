@@ -10,6 +10,18 @@ import { parseArgs } from "node:util";
 
 export const VERSION = "0.1.0";
 
+/**
+ * The Deno permissions main.ts needs: ffi for libvmmapi, net to listen, read for the library,
+ * write for the lock next to the VM, env for BHYVE_GDBSTUB_*. (deno.json's `start` says the same.)
+ */
+export const RUN_PERMISSIONS = [
+  "--allow-ffi",
+  "--allow-net",
+  "--allow-read",
+  "--allow-write",
+  "--allow-env",
+] as const;
+
 /** Where to listen, from `-G [w][ADDR:]PORT`. */
 export interface ListenSpec {
   /** Hold the guest until a debugger attaches and continues it (the leading `w`). */

@@ -5,9 +5,11 @@
  * cannot be done (no network, or a platform Deno does not publish, like FreeBSD), point
  * DENORT_BIN at a denort binary (FreeBSD: from the deno package or port).
  */
+import { RUN_PERMISSIONS } from "../cli.ts";
+
 const output = Deno.args[0] ?? "bhyve-gdbstub";
 const denort = Deno.env.get("DENORT_BIN");
-const permissions = ["--allow-ffi", "--allow-net", "--allow-read", "--allow-write", "--allow-env"];
+const permissions = RUN_PERMISSIONS;
 const { code, stderr } = await new Deno.Command(Deno.execPath(), {
   args: [
     "compile",

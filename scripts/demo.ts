@@ -6,6 +6,7 @@
  *   deno task demo [-G [w][ADDR:]PORT] [--cpus N] [--log-level LEVEL]
  */
 import { parseArgs } from "node:util";
+import { RUN_PERMISSIONS } from "../cli.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const BUILD = `${ROOT}tests/testvm/build`;
@@ -56,11 +57,7 @@ if (!await readyLine(vm.stdout)) {
 const stub = new Deno.Command(Deno.execPath(), {
   args: [
     "run",
-    "--allow-ffi",
-    "--allow-net",
-    "--allow-read",
-    "--allow-write",
-    "--allow-env",
+    ...RUN_PERMISSIONS,
     `${ROOT}main.ts`,
     "--vm",
     VM,

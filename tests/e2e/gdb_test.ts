@@ -4,31 +4,13 @@
  */
 import assert from "node:assert/strict";
 import { GuestProbe } from "../helpers/guest.ts";
-import { runGdb } from "../helpers/gdb.ts";
+import { runGdb, sectioned, sectionsOf } from "../helpers/gdb.ts";
 import { Stub } from "../helpers/stub.ts";
 import { TestVm } from "../helpers/testvm.ts";
 import * as L from "../testvm/layout.ts";
 
 const GUEST_ELF = new URL("guest.elf", L.BUILD_DIR).pathname;
 const hex = (v: bigint) => `0x${v.toString(16)}`;
-
-/** gdb commands, each section introduced by `echo ==NAME`, so the output can be split. */
-function script(sections: Record<string, string[]>): string[] {
-  return Object.entries(sections).flatMap(([name, commands]) => [
-    `echo ==${name}\\n`,
-    ...commands,
-  ]);
-}
-
-/** Splits gdb's output at the `==NAME` markers. */
-function sectionsOf(output: string): Record<string, string> {
-  const result: Record<string, string> = {};
-  for (const part of output.split(/^==/m).slice(1)) {
-    const newline = part.indexOf("\n");
-    result[part.slice(0, newline)] = part.slice(newline + 1);
-  }
-  return result;
-}
 
 for (const generation of ["0200", "0103"] as const) {
   Deno.test(`gdb (libvmmapi ${generation}): threads, registers, source, memory per vCPU, refusals, continue and Ctrl-C, detach`, async () => {
@@ -46,7 +28,7 @@ for (const generation of ["0200", "0103"] as const) {
     const { output, timedOut } = await runGdb([
       `file ${GUEST_ELF}`,
       `target remote ${stub.address}`,
-      ...script({
+      ...sectioned({
         threads: ["info threads"],
         bt: ["bt"],
         regs0: ["info registers rip cr3 efer cs"],

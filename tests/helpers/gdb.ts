@@ -29,3 +29,21 @@ export function runGdb(commands: string[], options: GdbOptions = {}): Promise<Cl
   // output keeps gdb's own order (two pipes would interleave at random).
   return runClient("sh", ["-c", 'exec "$0" "$@" 2>&1', gdb, ...args], options);
 }
+
+/** gdb commands in named sections, each introduced by `echo ==NAME`, for {@link sectionsOf}. */
+export function sectioned(sections: Record<string, string[]>): string[] {
+  return Object.entries(sections).flatMap(([name, commands]) => [
+    `echo ==${name}\\n`,
+    ...commands,
+  ]);
+}
+
+/** Splits gdb's output at the `==NAME` markers {@link sectioned} put there. */
+export function sectionsOf(output: string): Record<string, string> {
+  const result: Record<string, string> = {};
+  for (const part of output.split(/^==/m).slice(1)) {
+    const newline = part.indexOf("\n");
+    result[part.slice(0, newline)] = part.slice(newline + 1);
+  }
+  return result;
+}

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { RUN_PERMISSIONS } from "../../cli.ts";
 import { LIBVMMAPI } from "./testvm.ts";
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
@@ -68,11 +69,7 @@ export class Stub implements AsyncDisposable {
     const lib = LIBVMMAPI[options.generation ?? "0200"];
     const args = [
       "run",
-      "--allow-ffi",
-      "--allow-net",
-      "--allow-read",
-      "--allow-write",
-      "--allow-env",
+      ...RUN_PERMISSIONS,
       MAIN,
       "--vm",
       options.vm,

@@ -14,7 +14,7 @@
  */
 import assert from "node:assert/strict";
 import { loadVmmapi } from "../../ffi/mod.ts";
-import { runGdb } from "../helpers/gdb.ts";
+import { runGdb, sectioned, sectionsOf } from "../helpers/gdb.ts";
 import { runLldb } from "../helpers/lldb.ts";
 import { freePort, Stub } from "../helpers/stub.ts";
 import { LIBVMMAPI } from "../helpers/testvm.ts";
@@ -63,7 +63,7 @@ function gdbScript(address: string): string[] {
   };
   return [
     `target remote ${address}`,
-    ...Object.entries(sections).flatMap(([name, cmds]) => [`echo ==${name}\\n`, ...cmds]),
+    ...sectioned(sections),
   ];
 }
 
@@ -73,15 +73,6 @@ const GDB_PREAMBLE = (file: string) => [
   "set print elements 0",
   `file ${file}`,
 ];
-
-function sectionsOf(output: string): Record<string, string> {
-  const result: Record<string, string> = {};
-  for (const part of output.split(/^==/m).slice(1)) {
-    const newline = part.indexOf("\n");
-    result[part.slice(0, newline)] = part.slice(newline + 1);
-  }
-  return result;
-}
 
 /** What one gdb run showed, reduced to what can be compared between two VMs. */
 interface GdbView {
