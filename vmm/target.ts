@@ -295,8 +295,9 @@ export class VmTarget implements DebugTarget {
     }
     if (this.control.stranded.size > 0) {
       log.error(
-        "vCPUs {vcpus} of VM {name} could not be resumed: run 'bhyvectl --vm={name} " +
-          "--resume --cpu=N' for each",
+        "vCPUs {vcpus} of VM {name} could not be resumed (vm_resume_cpu kept failing): they " +
+          "stay in vmm's debug set until something calls vm_resume_cpu on them (bhyvectl has " +
+          "no option for it)",
         { vcpus: [...this.control.stranded], name: this.vm.name },
       );
     }
