@@ -53,9 +53,22 @@ export type Route =
   | { kind: "refused"; reason: string };
 
 /** Reads guest memory of one VM. */
+/** A translated guest page: `size` bytes at guest-virtual `base` are at guest-physical `gpa`. */
+interface CachedPage {
+  base: bigint;
+  gpa: bigint;
+  size: bigint;
+}
+
+/** Pages remembered per vCPU before the cache starts over. */
+const CACHED_PAGES = 4096;
+const PAGE_SIZES = [PAGE, 0x20_0000n, 0x4000_0000n] as const;
+
 export class GuestMemory {
   #vm: VmHandle;
   #ranges: MemoryRange[] | undefined;
+  /** Translations per vCPU, valid only while the caller says the guest cannot change them. */
+  #pages = new Map<number, { cr3: bigint; pages: Map<bigint, CachedPage> }>();
 
   constructor(vm: VmHandle) {
     this.#vm = vm;
@@ -174,37 +187,58 @@ export class GuestMemory {
     }
   }
 
+  /** Forgets the translations of `vcpus` (all when undefined): the guest may change them. */
+  forget(vcpus?: readonly number[]): void {
+    if (vcpus === undefined) this.#pages.clear();
+    else for (const vcpu of vcpus) this.#pages.delete(vcpu);
+  }
+
   /**
    * Up to `length` bytes at guest-virtual `gva` as `vcpu` sees it through `paging`.
    * A short result means the read reached an unmapped or unreadable page; if not even the
-   * first byte can be read, throws TargetError (EFAULT).
+   * first byte can be read, throws TargetError (EFAULT). With `cache`, translations are kept
+   * across calls (a stopped vCPU's page tables do not change) until {@link forget}.
    */
-  readVirtual(vcpu: number, paging: GuestPaging, gva: bigint, length: number): Uint8Array {
+  readVirtual(
+    vcpu: number,
+    paging: GuestPaging,
+    gva: bigint,
+    length: number,
+    options: { cache?: boolean } = {},
+  ): Uint8Array {
     const out = new Uint8Array(length);
+    const cache = options.cache ? this.#cacheFor(vcpu, paging) : undefined;
     let done = 0;
     // Below this address (in the same directory span) the guest maps 4 KiB pages: no walk.
     let smallPagesUntil = -1n;
     while (done < length) {
       const at = (gva + BigInt(done)) & 0xffff_ffff_ffff_ffffn;
-      let gpa: bigint | undefined;
-      try {
-        gpa = this.#translate(vcpu, paging, at);
-      } catch (error) {
-        if (done > 0 && error instanceof TargetError) break;
-        throw error;
+      const cached = cache === undefined ? undefined : lookUp(cache, at);
+      let gpa: bigint | undefined = cached === undefined
+        ? undefined
+        : cached.gpa + (at - cached.base);
+      let pageSize = cached?.size ?? PAGE;
+      if (cached === undefined) {
+        try {
+          gpa = this.#translate(vcpu, paging, at);
+        } catch (error) {
+          if (done > 0 && error instanceof TargetError) break;
+          throw error;
+        }
+        if (gpa === undefined) {
+          if (done > 0) break;
+          throw new TargetError(
+            `Cannot read guest memory: ${hex(at)} is not mapped on vCPU ${vcpu}`,
+            EFAULT,
+          );
+        }
+        if (at >= smallPagesUntil) {
+          pageSize = this.#pageSize(vcpu, paging, at, gpa);
+          if (pageSize === PAGE) smallPagesUntil = at - (at % DIRECTORY_SPAN) + DIRECTORY_SPAN;
+        }
+        if (cache !== undefined) remember(cache, at, gpa, pageSize);
       }
-      if (gpa === undefined) {
-        if (done > 0) break;
-        throw new TargetError(
-          `Cannot read guest memory: ${hex(at)} is not mapped on vCPU ${vcpu}`,
-          EFAULT,
-        );
-      }
-      let pageSize = PAGE;
-      if (at >= smallPagesUntil) {
-        pageSize = this.#pageSize(vcpu, paging, at, gpa);
-        if (pageSize === PAGE) smallPagesUntil = at - (at % DIRECTORY_SPAN) + DIRECTORY_SPAN;
-      }
+      if (gpa === undefined) break; // unreachable: a cached page always has a gpa
       const chunk = Number(bigMin(BigInt(length - done), pageSize - (at % pageSize)));
       let n: number;
       try {
@@ -251,6 +285,30 @@ export class GuestMemory {
     }
     return PAGE;
   }
+
+  #cacheFor(vcpu: number, paging: GuestPaging): Map<bigint, CachedPage> {
+    let entry = this.#pages.get(vcpu);
+    if (entry === undefined || entry.cr3 !== paging.cr3) {
+      entry = { cr3: paging.cr3, pages: new Map() };
+      this.#pages.set(vcpu, entry);
+    }
+    return entry.pages;
+  }
+}
+
+/** The cached page holding `gva`, whatever its size. */
+function lookUp(pages: Map<bigint, CachedPage>, gva: bigint): CachedPage | undefined {
+  for (const size of PAGE_SIZES) {
+    const page = pages.get(gva - (gva % size));
+    if (page !== undefined && page.size === size) return page;
+  }
+  return undefined;
+}
+
+function remember(pages: Map<bigint, CachedPage>, gva: bigint, gpa: bigint, size: bigint): void {
+  if (pages.size >= CACHED_PAGES) pages.clear();
+  const offset = gva % size;
+  pages.set(gva - offset, { base: gva - offset, gpa: gpa - offset, size });
 }
 
 function bigMin(a: bigint, b: bigint): bigint {

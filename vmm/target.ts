@@ -179,7 +179,9 @@ export class VmTarget implements DebugTarget {
     return this.#guard(() => {
       if (this.physicalMode) return this.memory.readPhysical(vcpu, address, length);
       const paging = this.pagingState(vcpu).paging;
-      return this.memory.readVirtual(vcpu, paging, address, length);
+      return this.memory.readVirtual(vcpu, paging, address, length, {
+        cache: this.#cacheable(vcpu),
+      });
     });
   }
 
@@ -333,6 +335,8 @@ export class VmTarget implements DebugTarget {
   /** Drops cached registers and paging state (of one vCPU, or all). */
   #invalidate(vcpus?: readonly number[]): void {
     this.#active = undefined;
+    // Page tables are shared guest memory: any vCPU that ran may have changed anyone's.
+    this.memory.forget();
     if (vcpus === undefined) {
       this.#registerCache.clear();
       this.#pagingCache.clear();

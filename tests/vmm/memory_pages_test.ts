@@ -51,3 +51,28 @@ Deno.test("a page walk that disagrees with the kernel falls back to 4 KiB steps"
   assert.equal(bytes[0x2fff], 0x03);
   assert.equal(translations(vm), 4);
 });
+
+Deno.test("with the cache, a second read of the same page translates nothing until forget", () => {
+  const vm = fake(0x20_0000n);
+  const memory = new GuestMemory(vm);
+  const read = () => memory.readVirtual(0, paging, LARGE_GVA + 0x1000n, 0x100, { cache: true });
+  assert.equal(read()[0], 0x01);
+  assert.equal(read()[0], 0x01);
+  assert.equal(translations(vm), 1, "one translation for both reads");
+  memory.forget();
+  assert.equal(read()[0], 0x01);
+  assert.equal(translations(vm), 2, "translated again after forget");
+  memory.readVirtual(0, paging, LARGE_GVA + 0x1000n, 0x100);
+  assert.equal(translations(vm), 3, "without the cache, every read translates");
+});
+
+Deno.test("the cache is per page-table root: another CR3 translates again", () => {
+  const vm = fake(0x20_0000n);
+  const memory = new GuestMemory(vm);
+  memory.readVirtual(0, paging, LARGE_GVA, 0x10, { cache: true });
+  memory.readVirtual(0, { ...paging, cr3: 0x1000n }, LARGE_GVA, 0x10, { cache: true });
+  assert.equal(translations(vm), 1);
+  vm.pages.set(LARGE_GVA, 0x20_0000n);
+  memory.readVirtual(0, { ...paging, cr3: 0x5000n }, LARGE_GVA, 0x10, { cache: true });
+  assert.equal(translations(vm), 2);
+});
