@@ -28,7 +28,7 @@ if (code !== 0) {
       ? `compile: deno compile failed with DENORT_BIN=${denort} (is it a denort of Deno ${Deno.version.deno}?)`
       : "compile: deno compile failed; it needs the denort runtime, which it downloads. Without " +
         "network access, set DENORT_BIN to a denort binary of the same Deno version, or run the " +
-        "program with `deno task start -- --vm NAME -G PORT`.",
+        "program with `deno task start --vm NAME -G PORT`.",
   );
   Deno.exit(code);
 }

@@ -1,8 +1,8 @@
 /**
  * The protocol fuzzer (tests/fuzz/fuzzer.ts) from the command line:
  *
- *   deno task fuzz -- --seed 7 --cases 1000000
- *   deno task fuzz -- --target vm --cases 5000      # against the test VM (builds nothing)
+ *   deno task fuzz --seed 7 --cases 1000000
+ *   deno task fuzz --target vm --cases 5000      # against the test VM (builds nothing)
  *
  * Same seed, same cases. Every failure is printed with the exact bytes of its case, ready to
  * paste into tests/fuzz/regressions_test.ts. Exits 1 if anything failed.

@@ -9,7 +9,7 @@
  * growth) does not. The server's heap is capped too, so a leak kills it outright. File
  * descriptors must come back exactly to what they were after the warm-up.
  *
- *   deno task soak -- --minutes 10
+ *   deno task soak --minutes 10
  *
  * tests/hardening/soak_test.ts runs a short one (about 20 s) on every push.
  *
