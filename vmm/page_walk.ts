@@ -70,6 +70,8 @@ const LEVELS_4: Level[] = [
   { name: "PT", shift: 12n, largeOk: false },
 ];
 const LEVELS_5: Level[] = [{ name: "PML5", shift: 48n, largeOk: false }, ...LEVELS_4];
+/** Below PAE's PDPT: 2 MiB pages possible at the PD. */
+const LEVELS_PAE: Level[] = LEVELS_4.slice(2);
 
 const hex = (v: bigint) => `0x${v.toString(16)}`;
 
@@ -130,8 +132,17 @@ function walkLong(
   if (!isCanonical(gva, bits)) {
     return { levels: [], fault: `${hex(gva)} is not canonical (${bits}-bit addresses)` };
   }
-  const result: WalkLevel[] = [];
-  let table = cr3 & ADDR_MASK;
+  return walkLevels(gva, cr3 & ADDR_MASK, levels, read, []);
+}
+
+/** Walks tables of 8-byte entries (long mode, and PAE below its PDPT) from `table` down. */
+function walkLevels(
+  gva: bigint,
+  table: bigint,
+  levels: Level[],
+  read: ReadEntry,
+  result: WalkLevel[],
+): WalkResult {
   for (const level of levels) {
     const index = Number((gva >> level.shift) & 0x1ffn);
     const entryGpa = table + BigInt(index) * 8n;
@@ -158,23 +169,7 @@ function walkPae(gva: bigint, input: WalkInput, read: ReadEntry): WalkResult {
   const first = decode("PDPTE", pdptIndex, pdpteGpa, pdpte, false);
   result.push(first);
   if (!first.present) return { levels: result, fault: "PDPTE not present" };
-  let table = pdpte & ADDR_MASK;
-  for (const level of [{ name: "PD", shift: 21n }, { name: "PT", shift: 12n }]) {
-    const index = Number((gva >> level.shift) & 0x1ffn);
-    const entryGpa = table + BigInt(index) * 8n;
-    const entry = read(entryGpa, 8);
-    const large = level.shift === 21n && (entry & PS) !== 0n;
-    const decoded = decode(level.name, index, entryGpa, entry, large);
-    result.push(decoded);
-    if (!decoded.present) return { levels: result, fault: `${level.name} entry not present` };
-    if (large || level.shift === 12n) {
-      const pageSize = 1n << level.shift;
-      const base = entry & ADDR_MASK & ~(pageSize - 1n);
-      return { levels: result, gpa: base | (gva & (pageSize - 1n)), pageSize };
-    }
-    table = entry & ADDR_MASK;
-  }
-  return { levels: result, fault: "walk did not end" };
+  return walkLevels(gva, pdpte & ADDR_MASK, LEVELS_PAE, read, result);
 }
 
 function walk32(gva: bigint, input: WalkInput, read: ReadEntry): WalkResult {
