@@ -6,12 +6,11 @@
  * @module
  */
 
+import { VM_SYMBOLS } from "./symbols_vm.ts";
+
 /** The 0103 symbols this project calls. */
 export const SYMBOLS_0103 = {
-  /** struct vmctx *vm_open(const char *name); */
-  vm_open: { parameters: ["buffer"], result: "pointer" },
-  /** void vm_close(struct vmctx *ctx); */
-  vm_close: { parameters: ["pointer"], result: "void" },
+  ...VM_SYMBOLS,
   /** int vm_get_register(struct vmctx *ctx, int vcpu, int reg, uint64_t *retval); */
   vm_get_register: { parameters: ["pointer", "i32", "i32", "buffer"], result: "i32" },
   /** int vm_get_register_set(struct vmctx *ctx, int vcpu, unsigned int count,
@@ -28,39 +27,16 @@ export const SYMBOLS_0103 = {
     parameters: ["pointer", "i32", "buffer", "u64", "i32", "buffer", "buffer"],
     result: "i32",
   },
-  /** int vm_mmap_getnext(struct vmctx *ctx, vm_paddr_t *gpa, int *segid, vm_ooffset_t *segoff,
-   *      size_t *len, int *prot, int *flags); */
-  vm_mmap_getnext: {
-    parameters: ["pointer", "buffer", "buffer", "buffer", "buffer", "buffer", "buffer"],
-    result: "i32",
-  },
-  /** int vm_get_memseg(struct vmctx *ctx, int ident, size_t *lenp, char *name,
-   *      size_t namesiz); */
-  vm_get_memseg: { parameters: ["pointer", "i32", "buffer", "buffer", "usize"], result: "i32" },
-  /** int vm_get_device_fd(struct vmctx *ctx); */
-  vm_get_device_fd: { parameters: ["pointer"], result: "i32" },
   /** int vm_suspend_cpu(struct vmctx *ctx, int vcpu); (vcpu -1: every active vCPU) */
   vm_suspend_cpu: { parameters: ["pointer", "i32"], result: "i32" },
   /** int vm_resume_cpu(struct vmctx *ctx, int vcpu); */
   vm_resume_cpu: { parameters: ["pointer", "i32"], result: "i32" },
-  /** int vm_active_cpus(struct vmctx *ctx, cpuset_t *cpus); */
-  vm_active_cpus: { parameters: ["pointer", "buffer"], result: "i32" },
-  /** int vm_suspended_cpus(struct vmctx *ctx, cpuset_t *cpus); */
-  vm_suspended_cpus: { parameters: ["pointer", "buffer"], result: "i32" },
-  /** int vm_debug_cpus(struct vmctx *ctx, cpuset_t *cpus); */
-  vm_debug_cpus: { parameters: ["pointer", "buffer"], result: "i32" },
   /** int vm_get_capability(struct vmctx *ctx, int vcpu, enum vm_cap_type cap, int *retval); */
   vm_get_capability: { parameters: ["pointer", "i32", "i32", "buffer"], result: "i32" },
   /** int vm_readwrite_kernemu_device(struct vmctx *ctx, int vcpu, vm_paddr_t gpa, bool write,
    *      int size, uint64_t *value); */
   vm_readwrite_kernemu_device: {
     parameters: ["pointer", "i32", "u64", "bool", "i32", "buffer"],
-    result: "i32",
-  },
-  /** int vm_get_topology(struct vmctx *ctx, uint16_t *sockets, uint16_t *cores,
-   *      uint16_t *threads, uint16_t *maxcpus); */
-  vm_get_topology: {
-    parameters: ["pointer", "buffer", "buffer", "buffer", "buffer"],
     result: "i32",
   },
 } as const satisfies Deno.ForeignLibraryInterface;
