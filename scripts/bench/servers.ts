@@ -7,6 +7,8 @@
  *
  * @module
  */
+import { RUN_PERMISSIONS } from "../../cli.ts";
+import { freePort } from "../../tests/helpers/stub.ts";
 import { LIBVMMAPI, TestVm } from "../../tests/helpers/testvm.ts";
 import { RspClient } from "./rsp_client.ts";
 
@@ -40,14 +42,6 @@ export function listening(port: number): boolean {
     }
   }
   return false;
-}
-
-/** A TCP port that nothing listens on now. */
-export function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
 }
 
 async function waitListening(port: number, what: string, alive: () => boolean): Promise<void> {
@@ -107,7 +101,7 @@ export class OursServer implements Measured {
     const process = new Deno.Command(Deno.execPath(), {
       args: [
         "run",
-        "-A",
+        ...RUN_PERMISSIONS,
         `${ROOT}main.ts`,
         "--vm",
         vm.name,

@@ -7,6 +7,8 @@
  */
 import { loadVmmapi } from "../../ffi/mod.ts";
 import type { VmHandle, Vmmapi } from "../../vmm/mod.ts";
+import { RUN_PERMISSIONS } from "../../cli.ts";
+import { freePort } from "../helpers/stub.ts";
 import { LIBVMMAPI, type TestVm } from "../helpers/testvm.ts";
 import * as L from "../testvm/layout.ts";
 
@@ -32,13 +34,7 @@ export async function until(
   return performance.now() - start;
 }
 
-/** A free TCP port on 127.0.0.1 (the cli refuses port 0). */
-export function freePort(hostname = "127.0.0.1"): number {
-  const listener = Deno.listen({ hostname, port: 0 });
-  const port = listener.addr.port;
-  listener.close();
-  return port;
-}
+export { freePort } from "../helpers/stub.ts";
 
 export interface ServerOptions {
   /** -G argument; default 127.0.0.1:<free port>. */
@@ -75,7 +71,7 @@ export class Server implements AsyncDisposable {
     const process = new Deno.Command(Deno.execPath(), {
       args: [
         "run",
-        "-A",
+        ...RUN_PERMISSIONS,
         MAIN,
         "--vm",
         vm.name,

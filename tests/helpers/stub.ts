@@ -24,9 +24,9 @@ export interface StubOptions {
   readyTimeoutMs?: number;
 }
 
-/** A free TCP port on 127.0.0.1 (closed again at once; good enough for a test). */
-export function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+/** A free TCP port (closed again at once; good enough for a test; the cli refuses port 0). */
+export function freePort(hostname = "127.0.0.1"): number {
+  const listener = Deno.listen({ hostname, port: 0 });
   const { port } = listener.addr;
   listener.close();
   return port;
