@@ -2,15 +2,15 @@
  * bhyve-gdbstub: a GDB remote-protocol server for a running bhyve VM.
  *
  * This file parses the command line, sets up logging and wires the layers together
- * (rsp/ ← vmm/ ← ffi/); see ../shared/docs/architecture.md.
+ * (rsp/ ← vmm/ ← ffi/); see docs/architecture.md.
  *
  * @module
  */
-import { configure, defaultTextFormatter, getLogger, type LogRecord } from "@logtape/logtape";
 import { HELP, type Options, parseCommandLine, UsageError, VERSION } from "./cli.ts";
 import { loadVmmapi, VmmapiLoadError } from "./ffi/mod.ts";
 import { ListenError, type RspServer, serve } from "./rsp/mod.ts";
 import { lockVm } from "./vmm/lock.ts";
+import { configure, getLogger } from "./log/mod.ts";
 import { openTarget, type Vmmapi, VmmError, type VmTarget, waitAndHold } from "./vmm/mod.ts";
 
 const log = getLogger(["bhyve-gdbstub"]);
@@ -33,20 +33,10 @@ export async function main(args: string[]): Promise<number> {
       console.log(`bhyve-gdbstub ${VERSION}`);
       return 0;
     case "run":
-      await setUpLogging(command.options);
+      // Everything goes to stderr, one escaped line per record (log/record.ts).
+      configure({ lowestLevel: command.options.logLevel });
       return await run(command.options);
   }
-}
-
-async function setUpLogging(options: Options): Promise<void> {
-  await configure({
-    // Everything goes to stderr, synchronously, so the last lines before an exit are kept.
-    sinks: { stderr: (record: LogRecord) => console.error(defaultTextFormatter(record).trimEnd()) },
-    loggers: [
-      { category: ["bhyve-gdbstub"], lowestLevel: options.logLevel, sinks: ["stderr"] },
-      { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["stderr"] },
-    ],
-  });
 }
 
 /** Opens the VM, listens, and serves debuggers until a signal or the VM's end. */

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { getLogger } from "@logtape/logtape";
+import { getLogger } from "../log/mod.ts";
 import type { ApiGeneration } from "../vmm/vmmapi.ts";
 import { libc } from "./libc.ts";
 import { SYMBOLS_0103 } from "./symbols_0103.ts";

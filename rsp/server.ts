@@ -9,7 +9,7 @@
  *
  * @module
  */
-import { getLogger } from "@logtape/logtape";
+import { getLogger } from "../log/mod.ts";
 import { PacketDecoder, PacketWriter } from "./framing.ts";
 import { formatError } from "./packets/error.ts";
 import {

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { getLogger } from "@logtape/logtape";
+import { escapeControls, getLogger } from "../log/mod.ts";
 import type { Context, Outcome, SessionState } from "./context.ts";
 import { lookup } from "./dispatch.ts";
 import { type FrameEvent, PacketDecoder, PacketWriter } from "./framing.ts";
@@ -115,8 +115,9 @@ function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
+/** A packet for the log: controls as the log shows them (`\n`, `\e`), other non-ASCII bytes as `\xNN`. */
 function printable(text: string): string {
-  return text.replace(
+  return escapeControls(text).replace(
     /[^\x20-\x7e]/g,
     (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`,
   );

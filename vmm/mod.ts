@@ -13,7 +13,7 @@
  *
  * @module
  */
-import { getLogger } from "@logtape/logtape";
+import { getLogger } from "../log/mod.ts";
 import { VmTarget, type VmTargetOptions } from "./target.ts";
 import { type VmHandle, type Vmmapi, VmmError } from "./vmmapi.ts";
 

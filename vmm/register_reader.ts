@@ -8,7 +8,7 @@
  *
  * @module
  */
-import { getLogger } from "@logtape/logtape";
+import { getLogger } from "../log/mod.ts";
 import { encodeRegister, type RegisterDef, REGISTERS } from "./registers.ts";
 import { isGone, type SegDesc, type VmHandle, VmmError, VmReg } from "./vmmapi.ts";
 

@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { getLogger } from "@logtape/logtape";
+import { getLogger } from "../../log/mod.ts";
 import type { Context, Outcome } from "../context.ts";
 import { ErrorCode } from "../packets/error.ts";
 import { parseBreakpoint } from "../packets/breakpoint.ts";
@@ -93,7 +93,9 @@ export function breakpoint(ctx: Context, _args: string, body: string): void {
   }
   const reason = ctx.target.unsupported("breakpoint") ?? "Breakpoints are not supported";
   // gdb 13 and lldb 14 drop the text of this error reply: say it where the user started us too.
-  if (body.startsWith("Z")) log.warn(`refused a breakpoint (${body}): ${reason}`);
+  if (body.startsWith("Z")) {
+    log.warn("refused a breakpoint ({packet}): {reason}", { packet: body, reason });
+  }
   ctx.error(ErrorCode.unsupported, reason, { gdbShowsText: true });
 }
 

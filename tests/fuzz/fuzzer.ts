@@ -12,7 +12,7 @@
  *
  * @module
  */
-import { configure, type LogRecord, reset } from "@logtape/logtape";
+import { configure, type LogRecord, renderMessage, reset } from "../../log/mod.ts";
 import { PacketDecoder } from "../../rsp/framing.ts";
 import { latin1 } from "../../rsp/hex.ts";
 import { type Connection, Session } from "../../rsp/session.ts";
@@ -484,7 +484,7 @@ interface Running {
 
 /** Log records the fuzzer counts as bugs: a handler threw something unexpected, or the loop died. */
 function isBug(record: LogRecord): boolean {
-  const text = String(record.rawMessage);
+  const text = record.template;
   return (record.level === "error" && text.includes("unexpected failure")) ||
     (record.level === "warning" && text === "{peer}: {error}");
 }
@@ -496,14 +496,7 @@ export async function fuzz(options: FuzzOptions): Promise<FuzzStats> {
   const perSession = options.casesPerSession ?? 150;
   const caseTimeout = options.caseTimeoutMs ?? 5000;
   const bugs: LogRecord[] = [];
-  await configure({
-    reset: true,
-    sinks: { capture: (record) => isBug(record) && bugs.push(record) },
-    loggers: [
-      { category: ["bhyve-gdbstub"], lowestLevel: "warning", sinks: ["capture"] },
-      { category: ["logtape", "meta"], lowestLevel: "fatal", sinks: [] },
-    ],
-  });
+  configure({ lowestLevel: "warning", sink: (record) => isBug(record) && bugs.push(record) });
   // Buffers live outside the JS heap: count both.
   const heap = () => {
     const usage = Deno.memoryUsage();
@@ -565,7 +558,7 @@ export async function fuzz(options: FuzzOptions): Promise<FuzzStats> {
         stats.failures.push({ case: n, bytes: latin1(bytes), problem });
       if (!settled) fail(`no answer within ${caseTimeout} ms`);
       for (const record of bugs.slice(bugsBefore)) {
-        fail(`${record.message.map(String).join("")}`);
+        fail(renderMessage(record));
       }
       for (const problem of s.conn.problems.slice(problemsBefore)) fail(problem);
       const mayClose = closes(s.shadow, bytes);
@@ -597,7 +590,7 @@ export async function fuzz(options: FuzzOptions): Promise<FuzzStats> {
     return stats;
   } finally {
     await endSession().catch(() => {});
-    await reset();
+    reset();
   }
 }
 
