@@ -6,9 +6,10 @@
 import { TargetError, TargetGoneError } from "../rsp/target.ts";
 import { KERNEL_DEVICES, type Route } from "./memory.ts";
 import { walk, type WalkResult } from "./page_walk.ts";
+import { monitorAddress } from "./monitor_address.ts";
 import { cpuModeName, CR4_PSE, pagingModeName } from "./paging.ts";
 import type { VmTarget } from "./target.ts";
-import { isGone } from "./vmmapi.ts";
+import { isGone, PagingMode } from "./vmmapi.ts";
 
 const hex = (v: bigint) => `0x${v.toString(16)}`;
 const hex16 = (v: bigint) => `0x${v.toString(16).padStart(16, "0")}`;
@@ -38,7 +39,8 @@ const LAPIC_BASE = 0xfee0_0000n;
 export const HELP_TEXT = `bhyve-gdbstub monitor commands:
   help            this text
   vcpus           each vCPU: who holds it, CPU mode, paging mode, CR3
-  pagewalk ADDR   the page-table walk of a virtual address on the selected vCPU
+  pagewalk ADDR   the page-table walk of a virtual address (or of a register: rip,
+                  $pc, $sp) on the selected vCPU
   memmap          the guest-physical map: RAM ranges, holes, in-kernel devices
   phys on|off     read memory by guest-physical (on) or guest-virtual (off) address
   lapic           the selected vCPU's local APIC registers (through kernemu)
@@ -83,20 +85,15 @@ function vcpus(target: VmTarget): string {
   return `VM ${vm.name}: ${active.length} active vCPU(s)\n${lines.join("\n")}\n`;
 }
 
-/** Parses a monitor address: hex with or without 0x, or decimal with a leading "#"... */
-export function parseAddress(text: string | undefined): bigint | undefined {
-  if (text === undefined) return undefined;
-  const t = text.toLowerCase().replace(/_/g, "");
-  if (/^0x[0-9a-f]+$/.test(t)) return BigInt(t);
-  if (/^[0-9a-f]+$/.test(t)) return BigInt(`0x${t}`);
-  return undefined;
-}
-
 function pagewalk(target: VmTarget, thread: number, arg: string | undefined): string {
-  const gva = parseAddress(arg);
-  if (gva === undefined) return "usage: monitor pagewalk ADDRESS (hexadecimal)\n";
+  if (arg === undefined) return `${PAGEWALK_USAGE}\n`;
+  const address = monitorAddress(target, thread, arg);
+  if (typeof address === "string") return `${address}\n${PAGEWALK_USAGE}\n`;
+  const gva = address.value;
   const vcpu = target.vcpuOf(thread);
   const state = target.pagingState(vcpu);
+  const what = address.register === undefined ? hex(gva) : `${address.register} = ${hex(gva)}`;
+  if (state.paging.pagingMode === PagingMode.FLAT) return withoutPaging(target, vcpu, what, gva);
   const read = (gpa: bigint, size: 4 | 8) => {
     const bytes = target.memory.readPhysical(vcpu, gpa, size);
     if (bytes.length < size) throw new TargetError(`short read at ${hex(gpa)}`, 14);
@@ -115,17 +112,29 @@ function pagewalk(target: VmTarget, thread: number, arg: string | undefined): st
     if (error instanceof TargetGoneError || isGone(error)) throw error;
     return `page walk of ${hex(gva)} failed: ${(error as Error).message}\n`;
   }
-  return formatWalk(target, vcpu, gva, result, pagingModeName(state.paging.pagingMode));
+  return formatWalk(target, vcpu, what, gva, result, pagingModeName(state.paging.pagingMode));
+}
+
+const PAGEWALK_USAGE =
+  "usage: monitor pagewalk ADDRESS|REGISTER (hexadecimal, or a register such as rip, $pc, $sp)";
+
+/** A vCPU with paging off has no tables: the address is the guest-physical one, as in vmm. */
+function withoutPaging(target: VmTarget, vcpu: number, what: string, gva: bigint): string {
+  const mode = cpuModeName(target.pagingState(vcpu).paging.cpuMode);
+  return `${what} on vCPU ${vcpu} (${mode}, no paging):\n` +
+    "  no page tables to walk: with paging off the address is the guest-physical address\n" +
+    `  -> ${hex(gva)}\n  reads: ${describeRoute(target.memory.route(gva))}\n`;
 }
 
 function formatWalk(
   target: VmTarget,
   vcpu: number,
+  what: string,
   gva: bigint,
   result: WalkResult,
   mode: string,
 ): string {
-  const lines = [`${hex(gva)} on vCPU ${vcpu} (${mode}):`];
+  const lines = [`${what} on vCPU ${vcpu} (${mode}):`];
   for (const l of result.levels) {
     const bits = [l.present ? "P" : "-", l.writable ? "W" : "R", l.user ? "U" : "S"];
     if (l.large) bits.push("large");
