@@ -171,7 +171,11 @@ Options:
 
 Examples:
   bhyve-gdbstub --vm freebsd14 -G 1234
-      then: gdb -ex 'target remote localhost:1234' /boot/kernel/kernel
+      then: gdb /usr/lib/debug/boot/kernel/kernel.debug -ex 'target remote localhost:1234'
+      (the guest kernel's debug file; a Linux guest: the vmlinux from its
+      distribution's debug package, such as Debian's linux-image-VERSION-dbg)
+      lldb: gdb-remote localhost:1234, and 'process plugin packet monitor help'
+      for gdb's 'monitor help'
   bhyve-gdbstub --vm web -G w192.168.1.10:5555
       holds VM 'web' until a debugger on the named address continues it
 
