@@ -409,7 +409,11 @@ export class Session {
   #stopReply(event: StopEvent, description?: string): string {
     const options: StopReplyOptions = {};
     if (this.#state.listThreadsInStop && event.kind === "stopped") {
-      options.threads = this.#target.threads().map((t) => t.id);
+      const threads = this.#target.threads();
+      options.threads = threads.map((t) => t.id);
+      // lldb (the client that asks for `threads:`) shows the name in `thread list`.
+      const name = threads.find((t) => t.id === event.thread)?.extra;
+      if (name !== undefined) options.name = name;
     }
     if (description !== undefined) options.description = description;
     return formatStopReply(event, options);

@@ -22,6 +22,8 @@ export interface StopReplyOptions {
    * plan and show the text as the stop reason (gdb skips keys it does not know).
    */
   description?: string;
+  /** The thread's name for lldb (`hexname:`), which `thread list` shows; gdb skips the key. */
+  name?: string;
 }
 
 /** Formats a stop reply for `event`. */
@@ -31,6 +33,7 @@ export function formatStopReply(event: StopEvent, options: StopReplyOptions = {}
   if (options.threads !== undefined) {
     reply += `threads:${options.threads.map((id) => hexInt(id)).join(",")};`;
   }
+  if (options.name !== undefined) reply += `hexname:${textToHex(options.name)};`;
   if (options.description !== undefined) {
     reply += `reason:exception;description:${textToHex(options.description)};`;
   }

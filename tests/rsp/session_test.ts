@@ -123,7 +123,10 @@ Deno.test("lldb: thread suffix, threads in stop replies, hex error strings", asy
   const s = await startLldb();
   assert.equal(await s.conn.ask("p10;thread:0002;"), hex64(0x1020n));
   assert.equal(await s.conn.ask("g;thread:2;").then((r) => r.slice(256, 272)), hex64(0x1020n));
-  assert.equal(await s.conn.ask("?"), "T05thread:1;threads:1,2;");
+  assert.equal(
+    await s.conn.ask("?"),
+    `T05thread:1;threads:1,2;hexname:${textToHex("vCPU 0, suspended, long mode")};`,
+  );
   assert.equal(
     await s.conn.ask("p3d;thread:0001;"),
     `E01;${textToHex("Register cr8 cannot be read on this target")}`,
@@ -132,6 +135,15 @@ Deno.test("lldb: thread suffix, threads in stop replies, hex error strings", asy
     await s.conn.ask("qHostInfo"),
     `triple:${textToHex("x86_64-unknown-none")};ptrsize:8;endian:little;`,
   );
+  await finish(s);
+});
+
+Deno.test("lldb: qThreadStopInfo names each thread; only the stopped one has a signal", async () => {
+  const s = await startLldb({ threads: 3 });
+  const name = (vcpu: number) => textToHex(`vCPU ${vcpu}, suspended, long mode`);
+  assert.equal(await s.conn.ask("qThreadStopInfo1"), `T05thread:1;hexname:${name(0)};`);
+  assert.equal(await s.conn.ask("qThreadStopInfo3"), `T00thread:3;hexname:${name(2)};`);
+  assert.match(await s.conn.ask("qThreadStopInfo9"), /^E03;/);
   await finish(s);
 });
 
