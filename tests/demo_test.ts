@@ -39,9 +39,12 @@ function demo(name: string, port: number) {
   return { process, out, done };
 }
 
-async function until(check: () => boolean, ms: number): Promise<boolean> {
+/** Waits for `check`, but not past `ms` nor past the demo's exit. */
+async function until(d: ReturnType<typeof demo>, check: () => boolean, ms: number) {
+  let exited = false;
+  void d.process.status.then(() => exited = true);
   for (const end = Date.now() + ms; !check(); await new Promise((r) => setTimeout(r, 50))) {
-    if (Date.now() > end) return false;
+    if (Date.now() > end || exited) return check();
   }
   return true;
 }
@@ -52,7 +55,7 @@ Deno.test("demo: --name; a taken name or port fails in one line; Ctrl-C exits 0 
   const first = demo(name, port);
   try {
     assert.ok(
-      await until(() => first.out.stdout.includes("Attach with:"), 60_000),
+      await until(first, () => first.out.stdout.includes("Attach with:"), 60_000),
       first.out.stderr,
     );
     assert.match(first.out.stdout, new RegExp(`test VM '${name}' runs 1 vCPUs`));
