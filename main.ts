@@ -10,7 +10,7 @@ import { HELP, type Options, parseCommandLine, UsageError, VERSION } from "./cli
 import { loadVmmapi, VmmapiLoadError } from "./ffi/mod.ts";
 import { ListenError, type RspServer, serve } from "./rsp/mod.ts";
 import { lockVm } from "./vmm/lock.ts";
-import { configure, getLogger } from "./log/mod.ts";
+import { configure, escapeControls, getLogger } from "./log/mod.ts";
 import { openTarget, type Vmmapi, VmmError, type VmTarget, waitAndHold } from "./vmm/mod.ts";
 
 const log = getLogger(["bhyve-gdbstub"]);
@@ -22,7 +22,7 @@ export async function main(args: string[]): Promise<number> {
     command = parseCommandLine(args, Deno.env);
   } catch (error) {
     if (!(error instanceof UsageError)) throw error;
-    console.error(`bhyve-gdbstub: ${error.message}`);
+    console.error(`bhyve-gdbstub: ${escapeControls(error.message)}`);
     return 2;
   }
   switch (command.kind) {
@@ -146,7 +146,7 @@ function delay(ms: number): Promise<void> {
 }
 
 function fail(message: string): number {
-  console.error(`bhyve-gdbstub: ${message}`);
+  console.error(`bhyve-gdbstub: ${escapeControls(message)}`);
   return 1;
 }
 
