@@ -93,7 +93,10 @@ function pagewalk(target: VmTarget, thread: number, arg: string | undefined): st
   const vcpu = target.vcpuOf(thread);
   const state = target.pagingState(vcpu);
   const what = address.register === undefined ? hex(gva) : `${address.register} = ${hex(gva)}`;
-  if (state.paging.pagingMode === PagingMode.FLAT) return withoutPaging(target, vcpu, what, gva);
+  if (state.paging.pagingMode === PagingMode.FLAT) {
+    const head = `${what} on vCPU ${vcpu} (${cpuModeName(state.paging.cpuMode)}, no paging):`;
+    return withoutPaging(target, head, gva);
+  }
   const read = (gpa: bigint, size: 4 | 8) => {
     const bytes = target.memory.readPhysical(vcpu, gpa, size);
     if (bytes.length < size) throw new TargetError(`short read at ${hex(gpa)}`, 14);
@@ -119,9 +122,8 @@ const PAGEWALK_USAGE =
   "usage: monitor pagewalk ADDRESS|REGISTER (hexadecimal, or a register such as rip, $pc, $sp)";
 
 /** A vCPU with paging off has no tables: the address is the guest-physical one, as in vmm. */
-function withoutPaging(target: VmTarget, vcpu: number, what: string, gva: bigint): string {
-  const mode = cpuModeName(target.pagingState(vcpu).paging.cpuMode);
-  return `${what} on vCPU ${vcpu} (${mode}, no paging):\n` +
+function withoutPaging(target: VmTarget, head: string, gva: bigint): string {
+  return `${head}\n` +
     "  no page tables to walk: with paging off the address is the guest-physical address\n" +
     `  -> ${hex(gva)}\n  reads: ${describeRoute(target.memory.route(gva))}\n`;
 }
