@@ -78,6 +78,7 @@ const stub = spawn(Deno.execPath(), [
   ...["--vm", VM, "-G", values.gdb, "--vmmapi", `${BUILD}/libvmmapi.so.6`],
   ...["--log-level", values["log-level"]],
 ]);
+void drain(stub.stdout, true);
 // Until it listens, keep what the server says: if it fails, its last line is the reason.
 const said: string[] = [];
 const listening = await untilLine(stub.stderr, (line) => {
