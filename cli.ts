@@ -7,6 +7,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
+import { type Level, LEVELS } from "./log/record.ts";
 
 export const VERSION = "0.1.0";
 
@@ -31,8 +32,9 @@ export interface ListenSpec {
   port: number;
 }
 
-export const LOG_LEVELS = ["trace", "debug", "info", "warning", "error", "fatal"] as const;
-export type LogLevel = typeof LOG_LEVELS[number];
+/** The log levels, lowest first: the logger's own list (log/record.ts). */
+export const LOG_LEVELS = LEVELS;
+export type LogLevel = Level;
 
 export interface Options {
   vm: string;
