@@ -2,7 +2,7 @@
  * The command line of bhyve-gdbstub: parsing and the help text.
  *
  * Parsing is pure (no I/O) so that every bad argument can be tested for its one-line message.
- * `node:util` parseArgs stands in for JSR's `@std/cli`, which cannot be installed here.
+ * `node:util` parseArgs reads it: a Deno built-in, so the program needs nothing but Deno.
  *
  * @module
  */
