@@ -164,7 +164,8 @@ Options:
                        a debugger attaches and continues it; if the VM does not exist
                        yet, waits for it to appear.
   --vmmapi PATH        the libvmmapi shared library (also BHYVE_GDBSTUB_VMMAPI);
-                       default: libvmmapi.so.6, then libvmmapi.so.5
+                       default: libvmmapi.so.7, .so.6, .so.5, then any other
+                       /usr/lib/libvmmapi.so.*
   --log-level LEVEL    trace, debug (every packet), info (default), warning, error
   -h, --help           this text
   -V, --version        the version
