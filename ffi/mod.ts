@@ -13,6 +13,7 @@
 import type { Vmmapi } from "../vmm/vmmapi.ts";
 import { loadLibrary, type LoadOptions } from "./library.ts";
 import { openVm } from "./vm.ts";
+import { vmDevicePath } from "./paths.ts";
 
 export {
   DEFAULT_LIBRARIES,
@@ -23,6 +24,7 @@ export {
 } from "./library.ts";
 export { decodeCpuset } from "./vm.ts";
 export { errnoName } from "./errno.ts";
+export { devmemPath, vmDevicePath } from "./paths.ts";
 
 /** Options for {@link loadVmmapi}: `path` may be undefined (then the defaults are tried). */
 export interface VmmapiOptions {
@@ -45,6 +47,7 @@ export function loadVmmapi(options: VmmapiOptions = {}): Vmmapi {
   return {
     generation: lib.generation,
     path: lib.path,
+    devicePath: vmDevicePath,
     open(name) {
       const vm = openVm(lib, name);
       open++;

@@ -154,7 +154,10 @@ function formatWalk(
 function describeRoute(route: Route): string {
   switch (route.kind) {
     case "ram":
-      return `guest RAM (memory segment ${route.range.segid})`;
+      return route.range.segmentName === ""
+        ? `guest RAM (memory segment ${route.range.segid})`
+        : `device memory "${route.range.segmentName}" (segment ${route.range.segid}), ` +
+          "mapped through its own node (/dev/vmm.io/VM.SEGNAME)";
     case "device":
       return `the in-kernel ${route.device.name}, through vm_readwrite_kernemu_device`;
     case "refused":
@@ -176,7 +179,9 @@ function memmap(target: VmTarget): string {
     const what = r.segmentName === "" ? "RAM" : `segment "${r.segmentName}"`;
     lines.push(
       `  ${span(r.gpa, r.gpa + r.length)}  ${what} (segid ${r.segid}, ${sizeName(r.length)})${
-        r.readable ? "" : ", not readable from outside bhyve"
+        r.readable
+          ? r.segmentName === "" ? "" : ", read through its devmem node"
+          : ", not readable from outside bhyve"
       }`,
     );
     next = r.gpa + r.length;
