@@ -9,6 +9,7 @@ import { walk, type WalkResult } from "./page_walk.ts";
 import { cpuModeName, CR4_PSE, pagingModeName } from "./paging.ts";
 import type { VmTarget } from "./target.ts";
 import { isGone } from "./vmmapi.ts";
+import { inX2apicMode, X2APIC_NOTE } from "./x2apic.ts";
 
 const hex = (v: bigint) => `0x${v.toString(16)}`;
 const hex16 = (v: bigint) => `0x${v.toString(16).padStart(16, "0")}`;
@@ -41,7 +42,8 @@ export const HELP_TEXT = `bhyve-gdbstub monitor commands:
   pagewalk ADDR   the page-table walk of a virtual address on the selected vCPU
   memmap          the guest-physical map: RAM ranges, holes, in-kernel devices
   phys on|off     read memory by guest-physical (on) or guest-virtual (off) address
-  lapic           the selected vCPU's local APIC registers (through kernemu)
+  lapic           the selected vCPU's local APIC registers (through kernemu; 16-byte
+                  aligned registers only; not in x2APIC mode, where they are MSRs)
 `;
 
 /** Runs one monitor command for the vCPU behind `thread`; returns console text. */
@@ -207,6 +209,11 @@ function phys(target: VmTarget, arg: string | undefined): string {
 function lapic(target: VmTarget, thread: number): string {
   const vcpu = target.vcpuOf(thread);
   const lines = [`local APIC of vCPU ${vcpu}:`];
+  try {
+    if (inX2apicMode(target.vm, vcpu)) return `${lines[0]} ${X2APIC_NOTE}\n`;
+  } catch (error) {
+    if (isGone(error)) throw error;
+  }
   for (const [name, offset] of LAPIC_REGISTERS) {
     let text: string;
     try {
