@@ -115,8 +115,12 @@ dev_mmio(struct vcpu *v)
 			 * this thread's next KVM_RUN the guest's RIP stays at
 			 * the load and its target register is not written.
 			 */
-			if (v->vm->io_delay_ms > 0)
+			if (v->vm->io_delay_ms > 0) {
+				fprintf(stderr, "testvm %s: vCPU %d: emulating an "
+				    "MMIO read for %d ms\n", v->vm->name, v->id,
+				    v->vm->io_delay_ms);
 				usleep((useconds_t)v->vm->io_delay_ms * 1000);
+			}
 			uint64_t val = mmio_dev_read(v->vm, gpa - TVM_MMIO_GPA);
 			memcpy(run->mmio.data, &val, run->mmio.len);
 		}
