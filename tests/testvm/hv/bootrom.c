@@ -8,10 +8,14 @@
  * such segment its own node, /dev/vmm.io/NAME.SEGNAME, mapped at the
  * offset within the segment (sys/dev/vmm/vmm_dev.c, devmem_create_cdev).
  *
- * The test VM's stand-in: a memfd mapped into the guest read-only at the
- * top of 4 GiB, and a node $TESTVM_DIR/vmm.io/NAME.bootrom (a symlink to
- * the memfd through /proc) that another process opens and maps the same
- * way.  The ROM holds a signature at its start and, at the reset vector,
+ * bhyve's segment is larger than the ROM image, which bootrom_alloc places
+ * at the segment's top: the mapping's offset within the segment (segoff) is
+ * not 0, and a reader must map the node at that offset.
+ *
+ * The test VM's stand-in: a 128 KiB memfd whose upper 64 KiB are mapped
+ * into the guest read-only at the top of 4 GiB (segoff 64 KiB), and a node
+ * $TESTVM_DIR/vmm.io/NAME.bootrom (a symlink to the memfd through /proc)
+ * that another process opens and maps the same way.  The ROM holds a signature at its start and, at the reset vector,
  * real-mode code a debugger can disassemble: cli; hlt; jmp back to hlt.
  */
 #define _GNU_SOURCE
@@ -26,7 +30,9 @@
 
 #include "testvm.h"
 
-#define BOOTROM_SIZE	0x10000ULL		/* 64 KiB */
+#define BOOTROM_SEG_SIZE 0x20000ULL		/* the segment: 128 KiB */
+#define BOOTROM_SIZE	0x10000ULL		/* mapped: its upper 64 KiB */
+#define BOOTROM_SEGOFF	(BOOTROM_SEG_SIZE - BOOTROM_SIZE)
 #define BOOTROM_SLOT	2			/* 0, 1: system memory (vm.c) */
 
 static char node_path[PATH_MAX];
@@ -53,16 +59,18 @@ bootrom_create(struct vm *vm, const char *dir)
 	uint8_t *rom;
 
 	vm->bootrom_size = BOOTROM_SIZE;
+	vm->bootrom_seg_size = BOOTROM_SEG_SIZE;
+	vm->bootrom_segoff = BOOTROM_SEGOFF;
 	vm->bootrom_gpa = TVM_BOOTROM_GPA;	/* = 4 GiB - BOOTROM_SIZE */
 	vm->bootrom_fd = memfd_create("testvm:bootrom", MFD_CLOEXEC);
 	if (vm->bootrom_fd < 0 ||
-	    ftruncate(vm->bootrom_fd, (off_t)BOOTROM_SIZE) < 0)
+	    ftruncate(vm->bootrom_fd, (off_t)BOOTROM_SEG_SIZE) < 0)
 		die("boot ROM: %s", strerror(errno));
 	rom = mmap(NULL, BOOTROM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED,
-	    vm->bootrom_fd, 0);
+	    vm->bootrom_fd, BOOTROM_SEGOFF);
 	if (rom == MAP_FAILED)
 		die("mmap boot ROM: %s", strerror(errno));
-	bootrom_fill(rom, BOOTROM_SIZE);
+	bootrom_fill(rom, BOOTROM_SIZE);	/* the lower half stays zero */
 
 	r = (struct kvm_userspace_memory_region){
 		.slot = BOOTROM_SLOT,

@@ -104,8 +104,8 @@ mmap_getnext(struct vm *vm, uint64_t gpa, struct tvm_resp *resp)
 {
 	const uint64_t maps[3][5] = {	/* gpa, len, segid, segoff, prot */
 		{ 0, vm->lowmem, VM_SYSMEM, 0, PROT_READ | PROT_WRITE | PROT_EXEC },
-		{ vm->bootrom_gpa, vm->bootrom_size, bootrom_segid(vm), 0,
-		    PROT_READ | PROT_EXEC },
+		{ vm->bootrom_gpa, vm->bootrom_size, bootrom_segid(vm),
+		    vm->bootrom_segoff, PROT_READ | PROT_EXEC },
 		{ TVM_HIGHMEM_BASE, vm->highmem, VM_SYSMEM, vm->lowmem,
 		    PROT_READ | PROT_WRITE | PROT_EXEC },
 	};
@@ -136,7 +136,7 @@ get_memseg(struct vm *vm, int64_t ident, struct tvm_resp *resp)
 	if (ident == VM_SYSMEM) {
 		resp->val[0] = vm->lowmem + vm->highmem;
 	} else if (ident == bootrom_segid(vm)) {
-		resp->val[0] = vm->bootrom_size;
+		resp->val[0] = vm->bootrom_seg_size;
 		strcpy((char *)&resp->val[1], "bootrom");
 	}
 	return 0;

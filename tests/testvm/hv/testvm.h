@@ -86,7 +86,8 @@ struct vm {
 
 	/* The boot ROM segment (bootrom.c): a memfd mapped below 4 GiB. */
 	int bootrom_fd;
-	uint64_t bootrom_gpa, bootrom_size;
+	uint64_t bootrom_gpa, bootrom_size;	/* the mapping */
+	uint64_t bootrom_seg_size, bootrom_segoff;	/* the segment, and where in it */
 
 	/* Devices. */
 	int serial_fd;
