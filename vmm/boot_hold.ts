@@ -119,8 +119,9 @@ function verdict(
   if (start === undefined) {
     return {
       outcome: "running",
-      message: `vCPU 0 was already running when it appeared (bhyve on FreeBSD 13.x starts it ` +
-        `outside the debug set): held after the guest ran, at RIP ${hex(held.rip)}`,
+      message: `vCPU 0 was already running when this process first saw it (bhyve on ` +
+        "FreeBSD 13.x starts it outside the debug set; on 14 and later bhyve had released it " +
+        `before the watch began): held after the guest ran, at RIP ${hex(held.rip)}`,
     };
   }
   if (start.linear === held.linear) {

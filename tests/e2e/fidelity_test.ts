@@ -26,13 +26,9 @@ const PROBE = new URL("probe", L.BUILD_DIR).pathname;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const hex = (v: bigint) => `0x${v.toString(16)}`;
 
-/** Waits until `stub`'s stderr matches `pattern`. */
-async function stderrMatches(stub: Stub, pattern: RegExp, timeoutMs = 60_000): Promise<string> {
-  const deadline = Date.now() + timeoutMs;
-  while (!pattern.test(stub.stderr)) {
-    if (Date.now() > deadline) throw new Error(`no ${pattern} in:\n${stub.stderr}`);
-    await sleep(20);
-  }
+/** What `stub` printed that matches `pattern`, once it has (else fails with its stderr). */
+async function said(stub: Stub, pattern: RegExp): Promise<string> {
+  assert.ok(await stub.waitForStderr(pattern, 60_000), stub.stderr);
   return pattern.exec(stub.stderr)![0];
 }
 
@@ -52,16 +48,16 @@ for (const version of [13, 14, 15] as const) {
       });
       await sleep(200); // the VM appears after the server waits for it
       await using _vm = await TestVm.start({ name, dir, cpus: 2, vmmVersion: version });
-      const said = await stderrMatches(stub, new RegExp(`VM ${name}: .*`));
+      const line = await said(stub, new RegExp(`VM ${name}: .*`));
       if (version === 13) {
-        assert.match(said, /already running .*FreeBSD 13\.x.*held after the guest ran/);
+        assert.match(line, /already running .*FreeBSD 13\.x.*held after the guest ran/);
       } else {
         assert.match(
-          said,
+          line,
           /held at the first instruction: vCPU 0 at RIP 0x[0-9a-f]+|held after the guest ran \(RIP moved from 0x[0-9a-f]+ to 0x[0-9a-f]+\)/,
         );
       }
-      await stderrMatches(stub, /serving VM/);
+      await said(stub, /serving VM/);
       const { output } = await runGdb([
         `file ${GUEST_ELF}`,
         `target remote ${stub.address}`,
@@ -69,7 +65,7 @@ for (const version of [13, 14, 15] as const) {
       ]);
       const s = sectionsOf(output);
       assert.ok(s.detach !== undefined, output);
-      const first = /first instruction: vCPU 0 at RIP (0x[0-9a-f]+)/.exec(said);
+      const first = /first instruction: vCPU 0 at RIP (0x[0-9a-f]+)/.exec(line);
       if (first !== null) assert.match(s.rip!, new RegExp(`= ${first[1]}\\b`), output);
       if (version === 13) assert.match(stub.stderr, /FreeBSD 13\.x: bhyve's vCPU threads/);
     } finally {
