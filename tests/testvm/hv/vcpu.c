@@ -487,11 +487,19 @@ complete_pending_exit(struct vcpu *v)
 		pthread_cond_wait(&v->cond, &v->lock);
 	v->running = true;	/* a request waits until KVM_RUN is back */
 	pthread_mutex_unlock(&v->lock);
-	v->run->immediate_exit = 1;
-	if (ioctl(v->fd, KVM_RUN, 0) < 0 && errno != EINTR)
-		fprintf(stderr, "testvm %s: completing vCPU %d's exit: %s\n",
-		    v->vm->name, v->id, strerror(errno));
-	v->exit_pending = false;
+	/*
+	 * A string instruction (rep ins/outs) may need more than one exit to
+	 * finish: KVM then returns the next one instead of EINTR.
+	 */
+	for (int rounds = 0; v->exit_pending && rounds < 4096; rounds++) {
+		v->run->immediate_exit = 1;
+		v->exit_pending = false;
+		if (ioctl(v->fd, KVM_RUN, 0) == 0)
+			handle_exit(v);		/* sets exit_pending again */
+		else if (errno != EINTR)
+			fprintf(stderr, "testvm %s: completing vCPU %d's exit: "
+			    "%s\n", v->vm->name, v->id, strerror(errno));
+	}
 	vcpu_leave(v);		/* clears immediate_exit */
 }
 
