@@ -120,14 +120,15 @@ export class RegisterReader {
    * x2APIC mode, where kernemu reads 0 (unavailable then, and said once per vCPU).
    */
   #tprFallback(vcpu: number): bigint | undefined {
-    if (inX2apicMode(this.#vm, vcpu)) {
+    const tpr = this.#vm.readKernemu(vcpu, LAPIC_TPR_GPA, 4);
+    if (tpr === 0n && inX2apicMode(this.#vm, vcpu)) {
       if (!this.#x2apicNoted.has(vcpu)) {
         this.#x2apicNoted.add(vcpu);
         log.info("vCPU {vcpu}: cr8 is unavailable: {note}", { vcpu, note: X2APIC_NOTE });
       }
       return undefined;
     }
-    return (this.#vm.readKernemu(vcpu, LAPIC_TPR_GPA, 4) >> 4n) & 0xfn;
+    return (tpr >> 4n) & 0xfn;
   }
 
   #readValue(vcpu: number, def: RegisterDef): bigint | undefined {

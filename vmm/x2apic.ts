@@ -18,8 +18,23 @@ export const X2APIC_NOTE = "the local APIC is in x2APIC mode: not memory-mapped"
 /** The local APIC's version register (guest-physical). */
 const LAPIC_VERSION_GPA = 0xfee0_0030n;
 
-/** Whether `vcpu`'s local APIC is in x2APIC mode (so kernemu reads would return zeros). */
+/** vm_get_x2apic_state per VM and vCPU: bhyve sets it once, before the vCPU runs. */
+const allowedCache = new WeakMap<VmHandle, Map<number, boolean>>();
+
+function allowed(vm: VmHandle, vcpu: number): boolean {
+  let perVcpu = allowedCache.get(vm);
+  if (perVcpu === undefined) allowedCache.set(vm, perVcpu = new Map());
+  let value = perVcpu.get(vcpu);
+  if (value === undefined) perVcpu.set(vcpu, value = vm.x2apicAllowed?.(vcpu) === true);
+  return value;
+}
+
+/**
+ * Whether `vcpu`'s local APIC is in x2APIC mode (so kernemu reads return zeros). Costs one
+ * kernemu read where bhyve allows x2APIC mode; callers that already read a non-zero value
+ * from the local APIC know the answer is no and need not ask.
+ */
 export function inX2apicMode(vm: VmHandle, vcpu: number): boolean {
-  if (vm.x2apicAllowed?.(vcpu) !== true) return false;
+  if (!allowed(vm, vcpu)) return false;
   return vm.readKernemu(vcpu, LAPIC_VERSION_GPA, 4) === 0n;
 }

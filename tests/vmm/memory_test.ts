@@ -75,7 +75,8 @@ Deno.test("the local APIC is read only at its 16-byte aligned registers", () => 
 Deno.test("a local APIC in x2APIC mode is refused with the reason, not read as zeros", () => {
   const vm = fake();
   Object.assign(vm, { x2apicAllowed: () => true });
-  vm.kernemu.set(0xfee0_0030n, 0n); // vlapic_read: 0 for MMIO in x2APIC mode
+  vm.kernemu.set(0xfee0_0020n, 0n); // vlapic_read: 0 for MMIO in x2APIC mode
+  vm.kernemu.set(0xfee0_0030n, 0n);
   const m = new GuestMemory(vm);
   assert.throws(
     () => m.readPhysical(0, 0xfee0_0020n, 4),
