@@ -81,6 +81,8 @@ export interface TestVmOptions {
   ioDelayMs?: number;
   /** --x2apic-vcpu: this vCPU's local APIC starts in x2APIC mode. */
   x2apicVcpu?: number;
+  /** --bootrom: a boot ROM segment below 4 GiB, as `bhyve -l` has. */
+  bootrom?: boolean;
   /** --spinup-delay in ms. */
   spinupDelayMs?: number;
   serial?: string;
@@ -140,6 +142,7 @@ export class TestVm implements AsyncDisposable {
     if (options.setupMs !== undefined) args.push("--setup-ms", String(options.setupMs));
     if (options.ioDelayMs !== undefined) args.push("--io-delay", String(options.ioDelayMs));
     if (options.x2apicVcpu !== undefined) args.push("--x2apic-vcpu", String(options.x2apicVcpu));
+    if (options.bootrom) args.push("--bootrom");
     if (options.spinupDelayMs !== undefined) {
       args.push("--spinup-delay", String(options.spinupDelayMs));
     }

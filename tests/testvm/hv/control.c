@@ -135,7 +135,7 @@ get_memseg(struct vm *vm, int64_t ident, struct tvm_resp *resp)
 	resp->val[0] = 0;
 	if (ident == VM_SYSMEM) {
 		resp->val[0] = vm->lowmem + vm->highmem;
-	} else if (ident == bootrom_segid(vm)) {
+	} else if (ident == bootrom_segid(vm) && vm->bootrom_size > 0) {
 		resp->val[0] = vm->bootrom_seg_size;
 		strcpy((char *)&resp->val[1], "bootrom");
 	}

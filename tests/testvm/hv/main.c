@@ -4,7 +4,7 @@
  *
  *   testvm --name NAME --cpus N --mem SIZE --guest demo [--serial FILE]
  *          [--spinup-delay MS] [--vmm-version 13|14|15] [--setup-ms MS]
- *          [--io-delay MS] [--x2apic-vcpu N]
+ *          [--io-delay MS] [--x2apic-vcpu N] [--bootrom]
  *   testvm --name NAME --cpus N --mem SIZE --linux VMLINUX [--cmdline STR] ...
  *
  * --linux boots a stock Linux vmlinux through its PVH entry (pvh.c), with
@@ -18,7 +18,9 @@
  * MMIO device take MS to emulate, so a debugger can suspend a vCPU whose
  * exit is still pending.  --x2apic-vcpu starts one vCPU's local APIC in
  * x2APIC mode (as firmware may leave it), where its registers are MSRs and
- * not memory-mapped.
+ * not memory-mapped.  --bootrom adds a boot ROM segment below 4 GiB, as
+ * bhyve -l does (the demo guest is loaded like bhyveload, which has none:
+ * an AP released too early then runs into the hole, and the VM aborts).
  *
  * Prints "ready NAME" once other processes can open the VM by name, runs
  * until SIGTERM/SIGINT or a guest power-off (status 0), a breakpoint abort
@@ -80,7 +82,7 @@ usage(void)
 	    "usage: testvm --name NAME --cpus N --mem SIZE\n"
 	    "              (--guest demo | --linux VMLINUX [--cmdline STR])\n"
 	    "              [--serial FILE] [--spinup-delay MS] [--vmm-version 13|14|15]\n"
-	    "              [--setup-ms MS] [--io-delay MS] [--x2apic-vcpu N]\n");
+	    "              [--setup-ms MS] [--io-delay MS] [--x2apic-vcpu N] [--bootrom]\n");
 	exit(2);
 }
 
@@ -171,11 +173,13 @@ main(int argc, char **argv)
 		{ "setup-ms", required_argument, NULL, 'S' },
 		{ "io-delay", required_argument, NULL, 'D' },
 		{ "x2apic-vcpu", required_argument, NULL, 'X' },
+		{ "bootrom", no_argument, NULL, 'B' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *guest = NULL, *serial = NULL, *dir;
 	const char *vmlinux = NULL, *cmdline = LINUX_DEFAULT_CMDLINE;
 	uint64_t mem = 256ULL << 20;
+	bool bootrom = false;
 	sigset_t blocked;
 	int c, sfd;
 
@@ -194,6 +198,7 @@ main(int argc, char **argv)
 		case 'S': vm.setup_ms = atoi(optarg); break;
 		case 'D': vm.io_delay_ms = atoi(optarg); break;
 		case 'X': vm.x2apic_vcpu = atoi(optarg); break;
+		case 'B': bootrom = true; break;
 		default: usage();
 		}
 	}
@@ -229,7 +234,8 @@ main(int argc, char **argv)
 	dev_serial_open(&vm, serial);
 	vm.lapic_sipi = vmlinux != NULL;
 	vm_create_kvm(&vm, mem);
-	bootrom_create(&vm, dir != NULL && *dir ? dir : TVM_DEFAULT_DIR);
+	if (bootrom)
+		bootrom_create(&vm, dir != NULL && *dir ? dir : TVM_DEFAULT_DIR);
 	for (int i = 0; i < vm.ncpus; i++)
 		vcpu_create(&vm, i);
 	if (vmlinux != NULL)
