@@ -77,7 +77,7 @@ for (const version of [13, 14, 15] as const) {
 Deno.test(
   { name: "the boot ROM at the top of 4 GiB is read through its devmem node", ignore },
   async () => {
-    await using vm = await TestVm.start({ cpus: 1 });
+    await using vm = await TestVm.start({ cpus: 1, bootrom: true });
     await using stub = await Stub.start({ vm: vm.name, dir: vm.dir });
     const { output } = await runGdb([
       `target remote ${stub.address}`,
