@@ -12,10 +12,11 @@
  * at the segment's top: the mapping's offset within the segment (segoff) is
  * not 0, and a reader must map the node at that offset.
  *
- * The test VM's stand-in (with --bootrom): a 128 KiB memfd whose upper 64 KiB are mapped
- * into the guest read-only at the top of 4 GiB (segoff 64 KiB), and a node
- * $TESTVM_DIR/vmm.io/NAME.bootrom (a symlink to the memfd through /proc)
- * that another process opens and maps the same way.  The ROM holds a signature at its start and, at the reset vector,
+ * The test VM's stand-in (with --bootrom): a 128 KiB memfd whose upper
+ * 64 KiB are mapped into the guest read-only at the top of 4 GiB (segoff
+ * 64 KiB), and a node $TESTVM_DIR/vmm.io/NAME.bootrom (a symlink to the
+ * memfd through /proc) that another process opens and maps the same way.
+ * The ROM holds a signature at its start and, at the reset vector,
  * real-mode code a debugger can disassemble: cli; hlt; jmp back to hlt.
  */
 #define _GNU_SOURCE
