@@ -94,7 +94,7 @@ export async function holdAtBoot(
       await sleep(interval, options.signal);
     }
     let start: Place | undefined;
-    if (vm.debugCpus().includes(BSP)) {
+    if (inBhyvesHands(vm, api)) {
       // bhyve holds it (14 and later): remember where it starts, then watch for the release.
       start = place(vm);
       await watchRelease(vm, options.watchMs ?? 10_000, interval, options.signal);
@@ -111,6 +111,23 @@ export async function holdAtBoot(
     throw error;
   }
 }
+
+/**
+ * Whether bhyve holds the BSP in the debug set. bhyve 14 and later activate it and suspend it
+ * back to back (fbsdrun_addcpu), so a BSP seen active but not yet suspended gets a few
+ * milliseconds to appear there before it counts as running; 13.x's bhyve (API 0103) never puts
+ * it there.
+ */
+function inBhyvesHands(vm: VmHandle, api: Vmmapi): boolean {
+  if (vm.debugCpus().includes(BSP)) return true;
+  if (api.generation === "0103") return false;
+  const until = performance.now() + ACTIVATE_TO_SUSPEND_MS;
+  while (performance.now() < until) if (vm.debugCpus().includes(BSP)) return true;
+  return false;
+}
+
+/** How long bhyve may take from vm_activate_cpu to vm_suspend_cpu on the BSP (generous). */
+const ACTIVATE_TO_SUSPEND_MS = 5;
 
 function verdict(
   start: Place | undefined,

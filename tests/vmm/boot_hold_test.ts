@@ -96,6 +96,30 @@ Deno.test("14/15: a BSP that ran before the hold is reported with where it went"
   });
 });
 
+Deno.test("14/15: a BSP seen between bhyve's activate and suspend is still bhyve's", async () => {
+  await withDir(async (dir) => {
+    /** bhyve's vm_suspend_cpu lands a moment after vm_activate_cpu. */
+    class LateSuspend extends FakeVm {
+      looks = 0;
+      override debugCpus(): number[] {
+        if (this.active.has(0) && ++this.looks === 3) this.debug.add(0);
+        return super.debugCpus();
+      }
+    }
+    const vm = new LateSuspend({ active: [], debug: [] });
+    vm.setReg(0, VmReg.RIP, ENTRY);
+    const api = apiFor(vm, dir, 0);
+    setTimeout(() => vm.active.add(0), 5);
+    setTimeout(() => vm.debug.delete(0), 60);
+    const hold = await holdAtBoot(api, vm.name, fast);
+    try {
+      assert.equal(hold.outcome, "first-instruction");
+    } finally {
+      await hold.target.close();
+    }
+  });
+});
+
 Deno.test("13.x: the BSP never enters the debug set, so it is held after it ran", async () => {
   await withDir(async (dir) => {
     const vm = bhyve14();
