@@ -164,9 +164,11 @@ Options:
                        listen for one debugger on PORT, on 127.0.0.1 unless ADDR is
                        given (IPv6 as [::1]:PORT). A leading 'w' holds the guest until
                        a debugger attaches and continues it; if the VM does not exist
-                       yet, waits for it to appear.
+                       yet, waits for /dev/vmm/NAME to appear and holds its boot vCPU
+                       as bhyve lets it go (see below).
   --vmmapi PATH        the libvmmapi shared library (also BHYVE_GDBSTUB_VMMAPI);
-                       default: libvmmapi.so.6, then libvmmapi.so.5
+                       default: libvmmapi.so.7, .so.6, .so.5, then any other
+                       /usr/lib/libvmmapi.so.*
   --log-level LEVEL    trace, debug (every packet), info (default), warning, error
   -h, --help           this text
   -V, --version        the version
@@ -189,8 +191,11 @@ debugger is attached and runs again when it detaches or the connection drops.
 What cannot be done from outside a stock bhyve (the VM exits go to bhyve's own threads):
   - single-step and breakpoints (software or hardware): bhyve continues the trap or,
     for a breakpoint exit, aborts the whole VM; use bhyve's own -G to get them;
-  - a stop at the very first instruction: bhyve starts the boot vCPU itself; 'w' stops
-    the guest as soon as its vCPUs appear, which is the earliest possible from outside;
+  - a guaranteed stop at the very first instruction: bhyve starts the boot vCPU itself.
+    On FreeBSD 14 and later 'w' watches for bhyve's release of the boot vCPU and holds it
+    within the ~1 ms before its thread runs it, then says which it got: "held at the
+    first instruction" or "held after the guest ran (RIP moved from X to Y)". On 13.x
+    bhyve runs the boot vCPU at once: 'w' holds it after the guest ran, and says so;
   - reading MMIO that bhyve emulates in its own process (PCI BARs, framebuffer);
   - reading x87/SSE registers (libvmmapi has no call for them).
 `;

@@ -11,7 +11,7 @@ import { loadVmmapi, VmmapiLoadError } from "./ffi/mod.ts";
 import { ListenError, type RspServer, serve } from "./rsp/mod.ts";
 import { lockVm } from "./vmm/lock.ts";
 import { configure, escapeControls, getLogger } from "./log/mod.ts";
-import { openTarget, type Vmmapi, VmmError, type VmTarget, waitAndHold } from "./vmm/mod.ts";
+import { holdAtBoot, openTarget, type Vmmapi, VmmError, type VmTarget } from "./vmm/mod.ts";
 
 const log = getLogger(["bhyve-gdbstub"]);
 
@@ -69,21 +69,30 @@ async function serveVm(api: Vmmapi, options: Options, signal: AbortSignal): Prom
   if (lock instanceof Error) return fail(lock.message);
   using _lock = lock;
   let target: VmTarget;
+  // libvmmapi.so.5 ships with 13.x's bhyve, whose parked vCPU threads never sleep.
+  const targetOptions = { heldVcpusSpin: api.generation === "0103" };
   try {
     if (listen.wait) {
       console.error(
-        `bhyve-gdbstub: holding VM ${vm} as soon as its vCPUs are active (waiting for it if it ` +
-          "does not exist yet). From outside bhyve this is the earliest possible stop, not the " +
-          "first instruction.",
+        `bhyve-gdbstub: waiting for VM ${vm} to start, to hold its boot vCPU before it runs ` +
+          "(FreeBSD 14 and later; 13.x starts it before anyone can hold it).",
       );
-      target = await waitAndHold(api, vm, { signal });
+      const hold = await holdAtBoot(api, vm, { signal, ...targetOptions });
+      console.error(`bhyve-gdbstub: VM ${vm}: ${hold.message}`);
+      target = hold.target;
     } else {
-      target = openTarget(api, vm);
+      target = openTarget(api, vm, targetOptions);
     }
   } catch (error) {
     if (signal.aborted) return 0;
     if (error instanceof VmmError && error.code === "ENOENT") {
       return fail(`no VM named '${vm}' (/dev/vmm/${vm} does not exist: is it running?)`);
+    }
+    if (error instanceof VmmError && (error.code === "EACCES" || error.code === "EPERM")) {
+      return fail(
+        `cannot open VM '${vm}': ${error.message}. Run bhyve-gdbstub as root: vm_open needs ` +
+          "/dev/vmm/NAME, and on FreeBSD 15 write access to /dev/vmmctl too.",
+      );
     }
     if (error instanceof VmmError) return fail(`cannot open VM '${vm}': ${error.message}`);
     throw error;

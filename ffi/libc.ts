@@ -1,5 +1,5 @@
 /**
- * The few libc functions the bindings need: errno, strerror, mmap and munmap.
+ * The few libc functions the bindings need: errno, strerror, open, close, mmap and munmap.
  *
  * FreeBSD's libc (libc.so.7) names its errno accessor `__error`, glibc (libc.so.6)
  * `__errno_location`; whichever library loads decides which one is used.
@@ -10,6 +10,8 @@
 /** PROT_READ and MAP_SHARED: the same numbers on FreeBSD and Linux. */
 export const PROT_READ = 1;
 export const MAP_SHARED = 1;
+/** O_RDONLY: 0 on FreeBSD and Linux. */
+const O_RDONLY = 0;
 
 const COMMON = {
   /** char *strerror(int errnum); */
@@ -18,6 +20,10 @@ const COMMON = {
   mmap: { parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"], result: "pointer" },
   /** int munmap(void *addr, size_t len); */
   munmap: { parameters: ["pointer", "usize"], result: "i32" },
+  /** int open(const char *path, int flags, ...); (flags O_RDONLY: no mode argument) */
+  open: { parameters: ["buffer", "i32"], result: "i32" },
+  /** int close(int fd); */
+  close: { parameters: ["i32"], result: "i32" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 const FREEBSD = {
@@ -39,6 +45,9 @@ export interface Libc {
   strerror(errno: number): string;
   mmap(length: bigint, fd: number, offset: bigint): Deno.PointerValue;
   munmap(address: Deno.PointerValue, length: bigint): number;
+  /** open(path, O_RDONLY): a descriptor, or -1 with errno. */
+  openReadOnly(path: string): number;
+  close(fd: number): number;
 }
 
 /** A libc that could not be loaded. */
@@ -88,6 +97,12 @@ function wrap(lib: CommonSymbols, errnoPointer: () => Deno.PointerValue): Libc {
     },
     munmap(address, length) {
       return lib.munmap(address, length);
+    },
+    openReadOnly(path) {
+      return lib.open(new TextEncoder().encode(`${path}\0`), O_RDONLY);
+    },
+    close(fd) {
+      return lib.close(fd);
     },
   };
 }

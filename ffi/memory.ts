@@ -27,10 +27,14 @@ export class MappedRange {
     this.#pointer = pointer;
   }
 
-  /** Maps [gpa, gpa + length) of the device fd `fd`, read-only and shared. */
-  static map(fd: number, gpa: bigint, length: bigint): MappedRange {
+  /**
+   * Maps [gpa, gpa + length) of the device fd `fd`, read-only and shared, from file offset
+   * `offset`: the guest-physical address itself for system memory, the offset within the
+   * segment for a device-memory node (/dev/vmm.io/NAME.SEGNAME).
+   */
+  static map(fd: number, gpa: bigint, length: bigint, offset: bigint = gpa): MappedRange {
     const c = libc();
-    const pointer = c.mmap(length, fd, gpa);
+    const pointer = c.mmap(length, fd, offset);
     // MAP_FAILED is (void *)-1.
     if (pointer === null || Deno.UnsafePointer.value(pointer) === 0xffff_ffff_ffff_ffffn) {
       const errno = c.errno();

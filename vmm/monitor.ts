@@ -10,6 +10,7 @@ import { monitorAddress } from "./monitor_address.ts";
 import { cpuModeName, CR4_PSE, pagingModeName } from "./paging.ts";
 import type { VmTarget } from "./target.ts";
 import { isGone, PagingMode } from "./vmmapi.ts";
+import { inX2apicMode, X2APIC_NOTE } from "./x2apic.ts";
 
 const hex = (v: bigint) => `0x${v.toString(16)}`;
 const hex16 = (v: bigint) => `0x${v.toString(16).padStart(16, "0")}`;
@@ -43,7 +44,8 @@ export const HELP_TEXT = `bhyve-gdbstub monitor commands:
                   $pc, $sp) on the selected vCPU
   memmap          the guest-physical map: RAM ranges, holes, in-kernel devices
   phys on|off     read memory by guest-physical (on) or guest-virtual (off) address
-  lapic           the selected vCPU's local APIC registers (through kernemu)
+  lapic           the selected vCPU's local APIC registers (through kernemu; 16-byte
+                  aligned registers only; not in x2APIC mode, where they are MSRs)
 `;
 
 /** Runs one monitor command for the vCPU behind `thread`; returns console text. */
@@ -165,7 +167,10 @@ function formatWalk(
 function describeRoute(route: Route): string {
   switch (route.kind) {
     case "ram":
-      return `guest RAM (memory segment ${route.range.segid})`;
+      return route.range.segmentName === ""
+        ? `guest RAM (memory segment ${route.range.segid})`
+        : `device memory "${route.range.segmentName}" (segment ${route.range.segid}), ` +
+          "mapped through its own node (/dev/vmm.io/VM.SEGNAME)";
     case "device":
       return `the in-kernel ${route.device.name}, through vm_readwrite_kernemu_device`;
     case "refused":
@@ -187,7 +192,9 @@ function memmap(target: VmTarget): string {
     const what = r.segmentName === "" ? "RAM" : `segment "${r.segmentName}"`;
     lines.push(
       `  ${span(r.gpa, r.gpa + r.length)}  ${what} (segid ${r.segid}, ${sizeName(r.length)})${
-        r.readable ? "" : ", not readable from outside bhyve"
+        r.readable
+          ? r.segmentName === "" ? "" : ", read through its devmem node"
+          : ", not readable from outside bhyve"
       }`,
     );
     next = r.gpa + r.length;
@@ -213,6 +220,11 @@ function phys(target: VmTarget, arg: string | undefined): string {
 function lapic(target: VmTarget, thread: number): string {
   const vcpu = target.vcpuOf(thread);
   const lines = [`local APIC of vCPU ${vcpu}:`];
+  try {
+    if (inX2apicMode(target.vm, vcpu)) return `${lines[0]} ${X2APIC_NOTE}\n`;
+  } catch (error) {
+    if (isGone(error)) throw error;
+  }
   for (const [name, offset] of LAPIC_REGISTERS) {
     let text: string;
     try {

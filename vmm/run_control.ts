@@ -65,6 +65,16 @@ export class RunControl {
     return this.#stranded;
   }
 
+  /**
+   * Takes `vcpu` as this debugger's before the next {@link hold}: it is in the debug set
+   * because this process suspended it outside a hold (`w` mode catching the boot vCPU), so
+   * the hold must count it as ours, to resume, and not as bhyve's.
+   */
+  claim(vcpu: number): void {
+    if (this.#held) this.#mine.add(vcpu);
+    else this.#stranded.add(vcpu);
+  }
+
   /** How `vcpu` stands now, as far as this debugger knows. */
   state(vcpu: number, active: readonly number[]): VcpuHold {
     if (this.#mine.has(vcpu)) return "held by debugger";

@@ -23,6 +23,7 @@ import { cpuModeName, guestPaging, pagingModeName, type PagingState } from "./pa
 import { RegisterReader, type RegisterValues } from "./register_reader.ts";
 import { REGISTERS, targetDescription } from "./registers.ts";
 import { RunControl } from "./run_control.ts";
+import { ParkTracker } from "./parking.ts";
 import { isGone, type VmHandle, VmmError, VmReg } from "./vmmapi.ts";
 
 const log = getLogger(["bhyve-gdbstub", "vmm"]);
@@ -41,7 +42,19 @@ export interface VmTargetOptions {
   heldPollMs?: number;
   /** While running: how often to check that the VM still exists (ms). */
   runningPollMs?: number;
+  /** How long a stop waits for suspended vCPUs to park (ms); default 2000. */
+  parkTimeoutMs?: number;
+  /**
+   * bhyve's vCPU threads spin while a vCPU is held (FreeBSD 13.x: vmexit_debug does not
+   * sleep): each attach says so once.
+   */
+  heldVcpusSpin?: boolean;
 }
+
+/** What a 13.x user is told once per attach. */
+export const SPIN_NOTE = "FreeBSD 13.x: bhyve's vCPU threads do not sleep while a vCPU is " +
+  "held (vmexit_debug goes straight back to VM_RUN), so each vCPU held by the debugger keeps " +
+  "one host core busy until you continue or detach.";
 
 const UNSUPPORTED: Record<Capability, string> = {
   "step": "Single-step is not available: bhyve-gdbstub runs outside bhyve, and a stock bhyve " +
@@ -62,11 +75,14 @@ export class VmTarget implements DebugTarget {
   readonly memory: GuestMemory;
   readonly registers: RegisterReader;
   readonly control: RunControl;
+  readonly parking: ParkTracker;
   /** Whether readMemory takes guest-physical addresses (`monitor phys on`). */
   physicalMode = false;
 
   #heldPollMs: number;
   #runningPollMs: number;
+  #parkTimeoutMs: number;
+  #heldVcpusSpin: boolean;
   #timer: ReturnType<typeof setInterval> | undefined;
   /** Retries the resume of stranded vCPUs (see {@link RunControl.stranded}). */
   #retry: ReturnType<typeof setTimeout> | undefined;
@@ -81,8 +97,11 @@ export class VmTarget implements DebugTarget {
     this.memory = new GuestMemory(vm);
     this.registers = new RegisterReader(vm);
     this.control = new RunControl(vm);
+    this.parking = new ParkTracker(vm);
     this.#heldPollMs = options.heldPollMs ?? 75;
     this.#runningPollMs = options.runningPollMs ?? 250;
+    this.#parkTimeoutMs = options.parkTimeoutMs ?? 2000;
+    this.#heldVcpusSpin = options.heldVcpusSpin ?? false;
   }
 
   /** Why the VM is gone, if it is. */
@@ -189,8 +208,8 @@ export class VmTarget implements DebugTarget {
    * Stops every vCPU (attach, Ctrl-C); a debugger's first stop (its attach) reports SIGTRAP,
    * later ones SIGINT.
    */
-  stop(): Promise<StopEvent> {
-    if (this.#gone !== undefined) return Promise.resolve(this.#exited());
+  async stop(): Promise<StopEvent> {
+    if (this.#gone !== undefined) return this.#exited();
     this.#stopRetry();
     try {
       let suspended: number[];
@@ -213,20 +232,28 @@ export class VmTarget implements DebugTarget {
           log.debug("waiting for vCPU {vcpu} to park: {error}", { vcpu, error: error.message });
         }
       }
+      // Out of the guest is not yet parked: an exit bhyve is still emulating has not been
+      // applied. No snapshot until each has taken its debug exit (parking.ts).
+      this.#guard(() => this.parking.suspended(suspended));
+      await this.parking.settle(this.#parkTimeoutMs);
     } catch (error) {
-      if (error instanceof TargetGoneError) return Promise.resolve(this.#exited());
+      if (error instanceof TargetGoneError) return this.#exited();
       throw error;
     }
     this.#invalidate();
     this.#startHeldPoll();
     const active = this.activeCpus();
+    if (this.#stops === 0 && this.#heldVcpusSpin && this.control.mine.size > 0) {
+      log.warn(`${SPIN_NOTE} Held now: ${this.control.mine.size} vCPU(s).`);
+    }
     const signal = this.#stops++ === 0 ? SIGTRAP : SIGINT;
-    return Promise.resolve({ kind: "stopped", thread: (active[0] ?? 0) + 1, signal });
+    return { kind: "stopped", thread: (active[0] ?? 0) + 1, signal };
   }
 
   resume(): Promise<void> {
     this.#stopTimer();
     this.#invalidate();
+    this.parking.clear();
     if (this.#gone !== undefined) return Promise.reject(new TargetGoneError(this.#gone));
     try {
       this.#guard(() => this.control.release());
@@ -350,7 +377,8 @@ export class VmTarget implements DebugTarget {
 
   #cacheable(vcpu: number): boolean {
     return this.control.held &&
-      (this.control.mine.has(vcpu) || this.control.bhyves.has(vcpu));
+      (this.control.mine.has(vcpu) || this.control.bhyves.has(vcpu)) &&
+      this.#guard(() => this.parking.parked(vcpu));
   }
 
   #startHeldPoll(): void {
@@ -358,6 +386,7 @@ export class VmTarget implements DebugTarget {
     const timer = setInterval(() => {
       try {
         const changes = this.#guard(() => this.control.poll());
+        this.#guard(() => this.parking.suspended(changes.suspended));
         const changed = [...changes.suspended, ...changes.adopted];
         if (changed.length > 0) this.#invalidate(changed);
       } catch (error) {
@@ -393,6 +422,7 @@ export class VmTarget implements DebugTarget {
       log.debug("{gone}", { gone: this.#gone });
       this.#stopTimer();
       this.control.abandon();
+      this.parking.clear();
       this.#invalidate();
       throw new TargetGoneError(this.#gone, { cause: error });
     }

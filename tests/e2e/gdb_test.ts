@@ -120,7 +120,7 @@ Deno.test("gdb: `w` holds a VM that does not exist yet, from its first moments u
   const name = `w-${Deno.pid}`;
   await using stub = await Stub.start({ vm: name, dir, wait: true });
   assert.ok(
-    await stub.waitForStderr(/earliest possible stop, not the\s+first instruction/),
+    await stub.waitForStderr(/waiting for VM \S+ to start, to hold its boot vCPU/),
     stub.stderr,
   );
   await using vm = await TestVm.start({ name, dir, cpus: 2, mem: "64M" });
