@@ -105,6 +105,10 @@ int regs_set(struct vcpu *v, int reg, uint64_t val);
 int regs_get_segdesc(struct vcpu *v, int reg, struct seg_desc *desc);
 int regs_set_realmode_start(struct vcpu *v, uint64_t rip);
 
+/* diagnose.c */
+void diagnose_internal_error(struct vcpu *v, const struct kvm_regs *r,
+    const struct kvm_sregs *s);
+
 /* paging.c */
 int paging_gla2gpa(struct vm *vm, const struct tvm_paging *paging,
     uint64_t gla, int prot, uint64_t *gpa, int *fault);
