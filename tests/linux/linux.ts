@@ -19,7 +19,7 @@ const ROOT = new URL("../../", import.meta.url).pathname;
  * exactly the same.
  */
 export const CMDLINE = "console=ttyS0 earlyprintk=serial,ttyS0,115200 nokaslr lpj=1000000 " +
-  "tsc=reliable swiotlb=noforce noxsave clearcpuid=cx16,popcnt panic=-1";
+  "tsc=reliable swiotlb=noforce noxsave clearcpuid=cx16,popcnt,smap panic=-1";
 export const MEM = "128M";
 export const CPUS = 1;
 
@@ -27,13 +27,19 @@ export const CPUS = 1;
 export const IN_START_KERNEL = /BIOS-e820: \[mem /;
 
 /** Fetches (or reuses) the vmlinux through scripts/linux_kernel.sh; returns its path. */
-export async function vmlinuxPath(): Promise<string> {
-  const out = await new Deno.Command(`${ROOT}scripts/linux_kernel.sh`, {
+export function vmlinuxPath(): Promise<string> {
+  return fetchScript("linux_kernel.sh");
+}
+
+/** Runs a fetch script of scripts/ (progress on stderr); returns the path it prints last. */
+export async function fetchScript(name: string, args: string[] = []): Promise<string> {
+  const out = await new Deno.Command(`${ROOT}scripts/${name}`, {
+    args,
     stdout: "piped",
     stderr: "inherit",
   }).output();
   const path = new TextDecoder().decode(out.stdout).trim().split("\n").pop() ?? "";
-  if (!out.success || path === "") throw new Error("scripts/linux_kernel.sh failed");
+  if (!out.success || path === "") throw new Error(`scripts/${name} failed`);
   return path;
 }
 
@@ -154,7 +160,13 @@ export class LinuxQemu extends Booting {
     return `${this.dir}/qmp.sock`;
   }
 
-  static async start(vmlinux: string, port: number, accel = "kvm"): Promise<LinuxQemu> {
+  /** `paused`: QEMU's -S, the kernel's first instruction waits for gdb's `continue`. */
+  static async start(
+    vmlinux: string,
+    port: number,
+    accel = "kvm",
+    paused = false,
+  ): Promise<LinuxQemu> {
     const dir = await Deno.makeTempDir({ prefix: "qemu-linux-" });
     const process = new Deno.Command("qemu-system-x86_64", {
       args: [
@@ -164,6 +176,7 @@ export class LinuxQemu extends Booting {
         ...["-m", MEM, "-smp", String(CPUS), "-nographic", "-no-reboot", "-nodefaults"],
         ...["-serial", `file:${dir}/serial.log`, "-gdb", `tcp:127.0.0.1:${port}`],
         ...["-qmp", `unix:${dir}/qmp.sock,server=on,wait=off`],
+        ...(paused ? ["-S"] : []),
       ],
       stdin: "null",
       stdout: "null",

@@ -19,6 +19,16 @@ import { runLldb } from "../helpers/lldb.ts";
 import { freePort, Stub } from "../helpers/stub.ts";
 import { LIBVMMAPI } from "../helpers/testvm.ts";
 import {
+  assertLxView,
+  gdbScriptsPath,
+  lastMessage,
+  LATER_IN_BOOT,
+  lxPreamble,
+  lxScript,
+  type LxView,
+  lxView,
+} from "./lx_scripts.ts";
+import {
   bannerFromElf,
   CPUS,
   IN_START_KERNEL,
@@ -36,6 +46,8 @@ const RUN_MS = 3000;
 
 const vmlinux = await vmlinuxPath();
 const { text: banner, vaddr: bannerAddress } = await bannerFromElf(vmlinux);
+/** The kernel's own gdb helpers for this vmlinux (scripts/linux_gdb_scripts.sh). */
+const lxScripts = await gdbScriptsPath(vmlinux);
 
 /** Physical addresses of the kernel's two top-level page tables (the boot one, then swapper's). */
 async function pageTableRoots(): Promise<bigint[]> {
@@ -154,6 +166,24 @@ const CORE_REGS = [
 ];
 
 let testvmView: GdbView | undefined;
+let testvmLx: LxView | undefined;
+
+/** Resolves once gdb holds the test VM's vCPU 0 and then runs it again (`continue`). */
+async function attachedAndContinued(vm: LinuxTestVm): Promise<void> {
+  Deno.env.set("TESTVM_DIR", vm.dir);
+  const api = loadVmmapi({ path: LIBVMMAPI["0200"] });
+  const handle = api.open(vm.name);
+  try {
+    await until("the attach", () => handle.debugCpus().includes(0), 120_000);
+    await until("the continue", () => !handle.debugCpus().includes(0), 120_000);
+  } finally {
+    handle.close();
+    api.close();
+  }
+}
+
+/** A regular expression matching `text` literally. */
+const literal = (text: string) => new RegExp(text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"));
 
 Deno.test({
   name: "Linux in the test VM: gdb and lldb through bhyve-gdbstub",
@@ -212,6 +242,25 @@ Deno.test({
       assert.match(output, /rip = 0xffffffff8[0-9a-f]+ +vmlinux-[\w.-]+`\w+/, all);
       assert.match(output, /Process \d+ detached/, all);
     });
+
+    await t.step("Linux's gdb scripts (lx-*), Ctrl-C later in boot", async () => {
+      // Ctrl-C once gdb's `continue` runs the kernel and the console shows mnt_init's line.
+      const later = (async () => {
+        await attachedAndContinued(vm);
+        const ms = await vm.waitSerial(LATER_IN_BOOT, BOOT_TIMEOUT_MS);
+        console.log(`testvm: kernel past mnt_init after ${ms} ms`);
+      })();
+      const { output } = await runGdb(lxScript(stub.address), {
+        preamble: lxPreamble(vmlinux, lxScripts),
+        interruptOn: later,
+        interruptDelayMs: 0,
+        timeoutMs: BOOT_TIMEOUT_MS + 180_000,
+      });
+      testvmLx = lxView(output);
+      await vm.waitSerial(literal(lastMessage(testvmLx)), 60_000);
+      assertLxView(testvmLx, banner, vm.serial(), `bhyve-gdbstub\n${stub.stderr}`);
+      assert.match(testvmLx.s.info!, /^bhyve-gdbstub \S+ \(gdb thread N is vCPU N-1\)$/m);
+    });
   },
 });
 
@@ -266,5 +315,45 @@ Deno.test({
     } finally {
       await qemu.stop();
     }
+  },
+});
+
+Deno.test({
+  name: "Linux's gdb scripts in QEMU (TCG), side by side with the test VM",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    // TCG: the same on every host, and -S makes the Ctrl-C point independent of its speed.
+    await using qemu = await LinuxQemu.start(vmlinux, freePort(), "tcg", true);
+    const later = (async () => {
+      // The QMP socket appears once QEMU is up: until then, not running.
+      const running = async () => await qemu.status().catch(() => "") === "running";
+      await until("the continue", running, 120_000);
+      const ms = await qemu.waitSerial(LATER_IN_BOOT, BOOT_TIMEOUT_MS);
+      console.log(`qemu (-accel tcg): kernel past mnt_init after ${ms} ms`);
+    })();
+    const { output } = await runGdb(lxScript(`127.0.0.1:${qemu.gdbPort}`), {
+      preamble: lxPreamble(vmlinux, lxScripts),
+      interruptOn: later,
+      interruptDelayMs: 0,
+      timeoutMs: BOOT_TIMEOUT_MS + 180_000,
+    });
+    const q = lxView(output);
+    await qemu.waitSerial(literal(lastMessage(q)), 60_000);
+    assertLxView(q, banner, qemu.serial(), "QEMU");
+    const b = testvmLx;
+    assert.ok(b !== undefined, "the test VM run (first test) must run first");
+    console.log(
+      "\n" + sideBySide(b.output, q.output, ["bhyve-gdbstub + test VM", "QEMU -accel tcg"]),
+    );
+    // Where the two must agree (how far each kernel got at the Ctrl-C may differ).
+    const section = (v: LxView, name: string): string => (v.s[name] ?? "").trim();
+    for (const name of ["version", "cmdline", "cpus"]) {
+      assert.equal(section(b, name), section(q, name), name);
+    }
+    // cpu_number agrees; this_cpu_off is where each kernel put its per-CPU area.
+    const cpuNumber = (v: LxView) => section(v, "percpu").split("\n")[0];
+    assert.equal(cpuNumber(b), cpuNumber(q), "cpu_number");
+    assert.deepEqual(b.tasks[0], q.tasks[0], "lx-ps: init_task");
   },
 });
