@@ -41,6 +41,8 @@ import {
 
 /** Time for a kernel to reach setup_arch; generous, as the 2 cores are shared. */
 const BOOT_TIMEOUT_MS = 240_000;
+/** Time for a kernel to get from setup_arch past mnt_init (LATER_IN_BOOT); as generous. */
+const LATER_TIMEOUT_MS = 480_000;
 /** How long the kernel runs between `continue` and the Ctrl-C. */
 const RUN_MS = 3000;
 
@@ -247,14 +249,14 @@ Deno.test({
       // Ctrl-C once gdb's `continue` runs the kernel and the console shows mnt_init's line.
       const later = (async () => {
         await attachedAndContinued(vm);
-        const ms = await vm.waitSerial(LATER_IN_BOOT, BOOT_TIMEOUT_MS);
+        const ms = await vm.waitSerial(LATER_IN_BOOT, LATER_TIMEOUT_MS);
         console.log(`testvm: kernel past mnt_init after ${ms} ms`);
       })();
       const { output } = await runGdb(lxScript(stub.address), {
         preamble: lxPreamble(vmlinux, lxScripts),
         interruptOn: later,
         interruptDelayMs: 0,
-        timeoutMs: BOOT_TIMEOUT_MS + 180_000,
+        timeoutMs: LATER_TIMEOUT_MS + 180_000,
       });
       testvmLx = lxView(output);
       await vm.waitSerial(literal(lastMessage(testvmLx)), 60_000);
@@ -329,14 +331,14 @@ Deno.test({
       // The QMP socket appears once QEMU is up: until then, not running.
       const running = async () => await qemu.status().catch(() => "") === "running";
       await until("the continue", running, 120_000);
-      const ms = await qemu.waitSerial(LATER_IN_BOOT, BOOT_TIMEOUT_MS);
+      const ms = await qemu.waitSerial(LATER_IN_BOOT, LATER_TIMEOUT_MS);
       console.log(`qemu (-accel tcg): kernel past mnt_init after ${ms} ms`);
     })();
     const { output } = await runGdb(lxScript(`127.0.0.1:${qemu.gdbPort}`), {
       preamble: lxPreamble(vmlinux, lxScripts),
       interruptOn: later,
       interruptDelayMs: 0,
-      timeoutMs: BOOT_TIMEOUT_MS + 180_000,
+      timeoutMs: LATER_TIMEOUT_MS + 180_000,
     });
     const q = lxView(output);
     await qemu.waitSerial(literal(lastMessage(q)), 60_000);
