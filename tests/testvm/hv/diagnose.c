@@ -32,8 +32,8 @@ suberror_name(uint32_t suberror)
 }
 
 /* Up to 15 bytes at CS:RIP through the guest's own page tables; returns the count. */
-static int
-bytes_at_rip(struct vcpu *v, const struct kvm_regs *r, const struct kvm_sregs *s,
+int
+insn_bytes_at_rip(struct vcpu *v, const struct kvm_regs *r, const struct kvm_sregs *s,
     uint8_t *out)
 {
 	struct tvm_paging p;
@@ -77,7 +77,7 @@ diagnose_internal_error(struct vcpu *v, const struct kvm_regs *r,
 			insn[i] = (uint8_t)(run->internal.data[2 + i / 8] >> (8 * (i % 8)));
 		fprintf(stderr, "testvm %s: instruction bytes (from KVM):", v->vm->name);
 	} else {
-		n = bytes_at_rip(v, r, s, insn);
+		n = insn_bytes_at_rip(v, r, s, insn);
 		fprintf(stderr, "testvm %s: bytes at rip (guest memory):", v->vm->name);
 	}
 	for (int i = 0; i < n; i++)

@@ -429,6 +429,8 @@ handle_exit(struct vcpu *v)
 			if (reflect_int3(v, rip) == 0)
 				break;
 		}
+		if (emulate_fence(v))
+			break;
 	}
 		/* FALLTHROUGH */
 	default:
