@@ -53,7 +53,11 @@ if ! (cd "$work/debs" && apt-get download $pkgs >&2); then
 	say "apt-get download failed: running apt-get update and trying once more"
 	apt-get update >&2
 	# shellcheck disable=SC2086
-	(cd "$work/debs" && apt-get download $pkgs >&2)
+	(cd "$work/debs" && apt-get download $pkgs >&2) || {
+		say "Debian $version is not in the archive (any more): a newer kernel replaced it;"
+		say "remove $(dirname "$vmlinux") to have scripts/linux_kernel.sh fetch the current one"
+		exit 1
+	}
 fi
 
 say "extracting scripts/gdb from linux-source-$series"
