@@ -55,7 +55,7 @@ if ! (cd "$work/debs" && apt-get download $pkgs >&2); then
 	# shellcheck disable=SC2086
 	(cd "$work/debs" && apt-get download $pkgs >&2) || {
 		say "Debian $version is not in the archive (any more): a newer kernel replaced it;"
-		say "remove $(dirname "$vmlinux") to have scripts/linux_kernel.sh fetch the current one"
+		say "remove .cache/linux/ (or \$LINUX_CACHE) for scripts/linux_kernel.sh to fetch the current one"
 		exit 1
 	}
 fi
