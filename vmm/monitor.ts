@@ -223,8 +223,9 @@ function lapic(target: VmTarget, thread: number): string {
 /**
  * `monitor info version`, QEMU's spelling, answered on purpose: Linux's gdb scripts
  * (scripts/gdb/linux/utils.py, get_gdbserver_type) ask it to learn whether gdb's thread N is
- * CPU N-1, which their per-CPU helpers ($lx_per_cpu, $lx_current, lx-cpus) need. That holds here:
- * thread N is vCPU N-1. Any non-empty answer counts as yes, so the answer must never be empty.
+ * CPU N-1, which their per-CPU helpers ($lx_per_cpu, $lx_current, ...) need. That holds here:
+ * thread N is vCPU N-1, and as bhyve activates every vCPU at start, gdb numbers them the same.
+ * Any non-empty answer counts as yes, so the answer must never be empty.
  */
 function info(what: string | undefined): string {
   if (what === "version") return `bhyve-gdbstub ${VERSION} (gdb thread N is vCPU N-1)\n`;
