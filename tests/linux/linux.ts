@@ -19,7 +19,7 @@ const ROOT = new URL("../../", import.meta.url).pathname;
  * exactly the same.
  */
 export const CMDLINE = "console=ttyS0 earlyprintk=serial,ttyS0,115200 nokaslr lpj=1000000 " +
-  "tsc=reliable swiotlb=noforce noxsave clearcpuid=cx16,popcnt,smap panic=-1";
+  "tsc=reliable swiotlb=noforce noxsave clearcpuid=cx16,popcnt,smap panic=0";
 export const MEM = "128M";
 export const CPUS = 1;
 
