@@ -70,6 +70,11 @@ export abstract class Booting implements AsyncDisposable {
     return this.#stderr;
   }
 
+  /** The process has exited. */
+  get exited(): boolean {
+    return this.#exited;
+  }
+
   /** The serial console so far. */
   serial(): string {
     try {
@@ -80,7 +85,7 @@ export abstract class Booting implements AsyncDisposable {
   }
 
   /** Waits until the console matches `pattern`; throws with the console on a timeout or exit. */
-  async waitSerial(pattern: RegExp, timeoutMs: number): Promise<number> {
+  async waitSerial(pattern: RegExp, timeoutMs: number, pollMs = 250): Promise<number> {
     const deadline = Date.now() + timeoutMs;
     while (!pattern.test(this.serial())) {
       if (this.#exited || Date.now() > deadline) {
@@ -91,7 +96,7 @@ export abstract class Booting implements AsyncDisposable {
             `--- stderr ---\n${this.#stderr}`,
         );
       }
-      await sleep(250);
+      await sleep(pollMs);
     }
     return Date.now() - this.startedAt;
   }
@@ -185,9 +190,25 @@ export class LinuxQemu extends Booting {
     return new LinuxQemu(dir, process, port, accel);
   }
 
-  /** QMP query-status: "running", "debug" (stopped by gdb), ... */
+  /** QMP query-status: "running", "debug" (stopped by gdb), "paused", "prelaunch" (-S), ... */
   async status(): Promise<string> {
-    const conn = await Deno.connect({ transport: "unix", path: this.qmpPath });
+    const reply = await this.qmp("query-status") as { return?: { status?: string } };
+    return reply.return?.status ?? "unknown";
+  }
+
+  /** One QMP command (e.g. "cont", "stop"); waits up to 10 s for QEMU's QMP socket. */
+  async qmp(execute: string): Promise<Record<string, unknown>> {
+    const deadline = Date.now() + 10_000;
+    let conn: Deno.UnixConn;
+    for (;;) {
+      try {
+        conn = await Deno.connect({ transport: "unix", path: this.qmpPath });
+        break;
+      } catch (error) {
+        if (Date.now() > deadline || this.exited) throw error;
+        await sleep(50);
+      }
+    }
     try {
       const lines = conn.readable.pipeThrough(new TextDecoderStream()).getReader();
       let buffer = "";
@@ -211,10 +232,10 @@ export class LinuxQemu extends Booting {
       await next(); // greeting
       await send("qmp_capabilities");
       await next();
-      await send("query-status");
-      const reply = await next() as { return?: { status?: string } };
+      await send(execute);
+      const reply = await next();
       lines.releaseLock();
-      return reply.return?.status ?? "unknown";
+      return reply;
     } finally {
       conn.close();
     }

@@ -269,17 +269,26 @@ Deno.test({
     assert.ok(testvmView !== undefined, "the test VM run (previous test) must run first");
     const roots = await pageTableRoots();
     const port = freePort();
-    let qemu = await LinuxQemu.start(vmlinux, port, "kvm");
+    // QEMU starts paused (-S), runs until the console shows setup_arch and is stopped there
+    // through QMP, so gdb attaches in start_kernel however fast the accelerator boots (TCG gets
+    // from setup_arch to the end of the boot in seconds, less than gdb takes to load the vmlinux).
+    const startHeld = async (accel: string) => {
+      const started = await LinuxQemu.start(vmlinux, port, accel, true);
+      await started.qmp("cont").catch(() => {}); // a QEMU that failed to start says so below
+      return started;
+    };
+    let qemu = await startHeld("kvm");
     try {
       await qemu.waitSerial(/Linux version|BIOS-e820/, 60_000);
     } catch (error) {
       // kvm_pvm may refuse what QEMU needs (its PVH option ROM runs in real mode): use TCG.
       console.log(`qemu -accel kvm failed, falling back to tcg: ${String(error).slice(0, 300)}`);
       await qemu.stop();
-      qemu = await LinuxQemu.start(vmlinux, port, "tcg");
+      qemu = await startHeld("tcg");
     }
     try {
-      const bootMs = await qemu.waitSerial(IN_START_KERNEL, BOOT_TIMEOUT_MS);
+      const bootMs = await qemu.waitSerial(IN_START_KERNEL, BOOT_TIMEOUT_MS, 5);
+      await qemu.qmp("stop");
       console.log(`qemu (-accel ${qemu.accel}): kernel in setup_arch after ${bootMs} ms`);
       const resumed = (async () => {
         await until("the attach", async () => await qemu.status() !== "running", 120_000);
