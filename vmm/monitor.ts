@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { VERSION } from "../cli.ts";
 import { TargetError, TargetGoneError } from "../rsp/target.ts";
 import { KERNEL_DEVICES, type Route } from "./memory.ts";
 import { walk, type WalkResult } from "./page_walk.ts";
@@ -46,6 +47,7 @@ export const HELP_TEXT = `bhyve-gdbstub monitor commands:
   phys on|off     read memory by guest-physical (on) or guest-virtual (off) address
   lapic           the selected vCPU's local APIC registers (through kernemu; 16-byte
                   aligned registers only; not in x2APIC mode, where they are MSRs)
+  info version    the server's version; gdb thread N is vCPU N-1 (as in QEMU)
 `;
 
 /** Runs one monitor command for the vCPU behind `thread`; returns console text. */
@@ -65,6 +67,8 @@ export function runMonitor(target: VmTarget, command: string, thread: number): s
       return phys(target, args[0]);
     case "lapic":
       return lapic(target, thread);
+    case "info":
+      return info(args[0]);
     default:
       return `Unknown monitor command "${name}". Try "monitor help".\n`;
   }
@@ -237,4 +241,16 @@ function lapic(target: VmTarget, thread: number): string {
     lines.push(`  ${name.padEnd(20)} (+0x${offset.toString(16).padStart(3, "0")}) ${text}`);
   }
   return `${lines.join("\n")}\n`;
+}
+
+/**
+ * `monitor info version`, QEMU's spelling, answered on purpose: Linux's gdb scripts
+ * (scripts/gdb/linux/utils.py, get_gdbserver_type) ask it to learn whether gdb's thread N is
+ * CPU N-1, which their per-CPU helpers ($lx_per_cpu, $lx_current, ...) need. That holds here:
+ * thread N is vCPU N-1, and as bhyve activates every vCPU at start, gdb numbers them the same.
+ * Any non-empty answer counts as yes, so the answer must never be empty.
+ */
+function info(what: string | undefined): string {
+  if (what === "version") return `bhyve-gdbstub ${VERSION} (gdb thread N is vCPU N-1)\n`;
+  return 'usage: monitor info version (the only "info" command)\n';
 }

@@ -103,6 +103,12 @@ Deno.test("monitor: help, vcpus, pagewalk, memmap, lapic, and unknown commands",
   assert.match(lapic, /ID +\(\+0x020\) 0x01000000/);
   assert.match(lapic, /TPR .*unreadable/);
   assert.match(target.monitor("frobnicate", 1), /Unknown monitor command "frobnicate"/);
+  // Linux's gdb scripts take a non-empty answer as "thread N is CPU N-1" (QEMU's numbering).
+  assert.match(
+    target.monitor("info version", 1),
+    /^bhyve-gdbstub \d+\.\d+\.\d+ .*thread N is vCPU N-1/,
+  );
+  assert.match(target.monitor("info registers", 1), /usage: monitor info version/);
   await target.detach();
 });
 

@@ -123,6 +123,15 @@ int regs_set(struct vcpu *v, int reg, uint64_t val);
 int regs_get_segdesc(struct vcpu *v, int reg, struct seg_desc *desc);
 int regs_set_realmode_start(struct vcpu *v, uint64_t rip);
 
+/* diagnose.c */
+void diagnose_internal_error(struct vcpu *v, const struct kvm_regs *r,
+    const struct kvm_sregs *s);
+int insn_bytes_at_rip(struct vcpu *v, const struct kvm_regs *r,
+    const struct kvm_sregs *s, uint8_t *out);
+
+/* emulate.c */
+bool emulate_fence(struct vcpu *v);
+
 /* paging.c */
 int paging_gla2gpa(struct vm *vm, const struct tvm_paging *paging,
     uint64_t gla, int prot, uint64_t *gpa, int *fault);

@@ -391,12 +391,8 @@ dump_state(struct vcpu *v)
 	fprintf(stderr, "testvm %s: vCPU %d rip=%#llx rsp=%#llx cs=%#x cr0=%#llx "
 	    "cr3=%#llx cr4=%#llx efer=%#llx\n", v->vm->name, v->id, r.rip, r.rsp,
 	    s.cs.selector, s.cr0, s.cr3, s.cr4, s.efer);
-	if (v->run->exit_reason == KVM_EXIT_INTERNAL_ERROR) {
-		fprintf(stderr, "testvm %s: internal error data:", v->vm->name);
-		for (unsigned i = 0; i < v->run->internal.ndata && i < 16; i++)
-			fprintf(stderr, " %#llx", v->run->internal.data[i]);
-		fputc('\n', stderr);
-	}
+	if (v->run->exit_reason == KVM_EXIT_INTERNAL_ERROR)
+		diagnose_internal_error(v, &r, &s);
 }
 
 static void
@@ -437,6 +433,8 @@ handle_exit(struct vcpu *v)
 			if (reflect_int3(v, rip) == 0)
 				break;
 		}
+		if (emulate_fence(v))
+			break;
 	}
 		/* FALLTHROUGH */
 	default:
