@@ -7,10 +7,21 @@
  * @module
  */
 import { configure, defaultTextFormatter, getLogger, type LogRecord } from "@logtape/logtape";
-import { HELP, type Options, parseCommandLine, UsageError, VERSION } from "./cli.ts";
+import {
+  HELP,
+  type LogLevel,
+  type Options,
+  parseCommandLine,
+  type ReleaseOptions,
+  UsageError,
+  VERSION,
+} from "./cli.ts";
+import { guardExits } from "./exits.ts";
 import { loadVmmapi, VmmapiLoadError } from "./ffi/mod.ts";
 import { ListenError, type RspServer, serve } from "./rsp/mod.ts";
-import { lockVm } from "./vmm/lock.ts";
+import { HoldRecord, holdRecordPath } from "./vmm/hold_record.ts";
+import { lockVm, VmLockError } from "./vmm/lock.ts";
+import { releaseRecorded } from "./vmm/release.ts";
 import { openTarget, type Vmmapi, VmmError, type VmTarget, waitAndHold } from "./vmm/mod.ts";
 
 const log = getLogger(["bhyve-gdbstub"]);
@@ -35,10 +46,13 @@ export async function main(args: string[]): Promise<number> {
     case "run":
       await setUpLogging(command.options);
       return await run(command.options);
+    case "release":
+      await setUpLogging({ logLevel: "warning" });
+      return release(command.options);
   }
 }
 
-async function setUpLogging(options: Options): Promise<void> {
+async function setUpLogging(options: { logLevel: LogLevel }): Promise<void> {
   await configure({
     // Everything goes to stderr, synchronously, so the last lines before an exit are kept.
     sinks: { stderr: (record: LogRecord) => console.error(defaultTextFormatter(record).trimEnd()) },
@@ -51,26 +65,58 @@ async function setUpLogging(options: Options): Promise<void> {
 
 /** Opens the VM, listens, and serves debuggers until a signal or the VM's end. */
 async function run(options: Options): Promise<number> {
-  let api: Vmmapi;
-  try {
-    api = loadVmmapi({ path: options.vmmapi });
-  } catch (error) {
-    if (!(error instanceof VmmapiLoadError)) throw error;
-    return fail(error.message);
-  }
+  const api = load(options.vmmapi);
+  if (typeof api === "number") return api;
   log.debug("libvmmapi {path}, API {generation}", { path: api.path, generation: api.generation });
   const stop = new AbortController();
-  const onSignal = () => stop.abort();
-  for (const signal of SIGNALS) Deno.addSignalListener(signal, onSignal);
+  const exits = guardExits({
+    signal: (name) => {
+      log.info(`${name}: releasing the guest and exiting`);
+      stop.abort();
+    },
+    lastResort: () => lastResort?.releaseNow() ?? "nothing was held",
+  });
   try {
     return await serveVm(api, options, stop.signal);
   } finally {
-    for (const signal of SIGNALS) Deno.removeSignalListener(signal, onSignal);
+    exits.remove();
     api.close();
   }
 }
 
-const SIGNALS = ["SIGINT", "SIGTERM"] as const;
+/** Loads libvmmapi, or says why not and returns the exit status. */
+function load(path: string | undefined): Vmmapi | number {
+  try {
+    return loadVmmapi({ path });
+  } catch (error) {
+    if (!(error instanceof VmmapiLoadError)) throw error;
+    return fail(error.message);
+  }
+}
+
+/** The target being served, for the last-resort release of an uncaught error. */
+let lastResort: VmTarget | undefined;
+
+/** `release --vm NAME`: resume what a killed server left held (vmm/release.ts). */
+async function release(options: ReleaseOptions): Promise<number> {
+  const api = load(options.vmmapi);
+  if (typeof api === "number") return api;
+  try {
+    const result = await releaseRecorded(api, options.vm);
+    if (!result.ok) return fail(result.message);
+    console.error(`bhyve-gdbstub: ${result.message}`);
+    return 0;
+  } catch (error) {
+    if (error instanceof VmLockError) return fail(error.message);
+    if (error instanceof VmmError && error.code === "ENOENT") {
+      return fail(`no VM named '${options.vm}' (/dev/vmm/${options.vm} does not exist)`);
+    }
+    if (error instanceof VmmError) return fail(`cannot open VM '${options.vm}': ${error.message}`);
+    throw error;
+  } finally {
+    api.close();
+  }
+}
 
 async function serveVm(api: Vmmapi, options: Options, signal: AbortSignal): Promise<number> {
   const { vm, listen } = options;
@@ -79,6 +125,7 @@ async function serveVm(api: Vmmapi, options: Options, signal: AbortSignal): Prom
   if (lock instanceof Error) return fail(lock.message);
   using _lock = lock;
   let target: VmTarget;
+  const record = new HoldRecord(holdRecordPath(vm));
   try {
     if (listen.wait) {
       console.error(
@@ -86,9 +133,9 @@ async function serveVm(api: Vmmapi, options: Options, signal: AbortSignal): Prom
           "does not exist yet). From outside bhyve this is the earliest possible stop, not the " +
           "first instruction.",
       );
-      target = await waitAndHold(api, vm, { signal });
+      target = await waitAndHold(api, vm, { signal, record });
     } else {
-      target = openTarget(api, vm);
+      target = openTarget(api, vm, { record });
     }
   } catch (error) {
     if (signal.aborted) return 0;
@@ -98,10 +145,17 @@ async function serveVm(api: Vmmapi, options: Options, signal: AbortSignal): Prom
     if (error instanceof VmmError) return fail(`cannot open VM '${vm}': ${error.message}`);
     throw error;
   }
+  lastResort = target;
   try {
     let server: RspServer;
     try {
-      server = serve(target, { hostname: listen.hostname, port: listen.port, signal });
+      server = serve(target, {
+        hostname: listen.hostname,
+        port: listen.port,
+        signal,
+        ...(options.maxHoldMs !== undefined && { maxHoldMs: options.maxHoldMs }),
+        ...(options.stallTimeoutMs !== undefined && { stallTimeoutMs: options.stallTimeoutMs }),
+      });
     } catch (error) {
       if (error instanceof ListenError) return fail(error.message);
       throw error;
@@ -113,6 +167,7 @@ async function serveVm(api: Vmmapi, options: Options, signal: AbortSignal): Prom
     return why === undefined ? 0 : fail(why);
   } finally {
     await target.close().catch((error) => log.error("closing the VM: {error}", { error }));
+    lastResort = undefined;
   }
 }
 
