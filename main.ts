@@ -185,6 +185,12 @@ function announce(options: Options, addr: Deno.NetAddr): void {
 const LOOPBACK = new Set(["127.0.0.1", "::1", "localhost"]);
 
 /**
+ * How long an attached debugger keeps its session once the VM has vanished, so its next
+ * command is answered with why (rsp/gone.ts) instead of a closed connection.
+ */
+const GONE_GRACE_MS = 10_000;
+
+/**
  * Ends the server when the VM vanishes, after giving an attached debugger's session a moment
  * to tell its client. Resolves with the reason, or undefined when the server ended otherwise.
  */
@@ -198,7 +204,7 @@ async function watchForExit(
   try {
     const event = await target.waitForStop(AbortSignal.any([signal, done.signal]));
     if (event.kind !== "exited") return undefined;
-    for (let waited = 0; server.busy && waited < 2000; waited += 50) await delay(50);
+    for (let waited = 0; server.busy && waited < GONE_GRACE_MS; waited += 50) await delay(50);
     await server.close();
     return event.message;
   } catch {
