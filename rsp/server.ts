@@ -170,7 +170,7 @@ export class RspServer {
       return;
     }
     if (this.#busy) {
-      log.warn("refused {peer}: a debugger is already attached", { peer });
+      log.debug("refused {peer}: a debugger is already attached", { peer });
       await refuse(conn, "The VM is already being debugged by another debugger", {
         packetSize: this.#options.packetSize ?? DEFAULT_PACKET_SIZE,
         idleMs: this.#options.refuseTimeoutMs ?? 2000,
