@@ -108,7 +108,7 @@ export class VmTarget implements DebugTarget {
     if (this.control.stranded.size > 0) this.#startRetry();
     if (resumed.length > 0) {
       log.warn("resumed vCPUs {resumed} of VM {name}, left held by an earlier bhyve-gdbstub", {
-        resumed,
+        resumed: resumed.join(", "),
         name: this.vm.name,
       });
     }

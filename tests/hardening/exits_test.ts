@@ -217,6 +217,7 @@ Deno.test({
 async function waitingServer(
   dir: string,
   main = MAIN,
+  fault = "error",
 ): Promise<{ child: Deno.ChildProcess; stderr: () => Promise<string> }> {
   const child = new Deno.Command(Deno.execPath(), {
     args: [
@@ -230,7 +231,12 @@ async function waitingServer(
       "--vmmapi",
       LIBVMMAPI["0200"],
     ],
-    env: { TESTVM_DIR: dir, NO_COLOR: "1", BHYVE_GDBSTUB_LOCK_DIR: dir },
+    env: {
+      TESTVM_DIR: dir,
+      NO_COLOR: "1",
+      BHYVE_GDBSTUB_LOCK_DIR: dir,
+      BHYVE_GDBSTUB_FAULT: fault,
+    },
     stdin: "null",
     stdout: "null",
     stderr: "piped",
@@ -258,16 +264,19 @@ Deno.test({
           new RegExp(`${signal}: releasing the guest and exiting`),
         );
       }
-      const crashing = await waitingServer(dir, CRASHING_MAIN);
-      crashing.child.kill("SIGWINCH");
-      assert.equal((await crashing.child.status).code, 1);
-      const lines = (await crashing.stderr()).split("\n").filter((l) =>
-        l.startsWith("bhyve-gdbstub:")
-      );
-      assert.equal(
-        lines.at(-1),
-        "bhyve-gdbstub: internal error: injected error; nothing was held; exiting",
-      );
+      const said = {
+        error: "internal error: injected error",
+        rejection: "internal error (unhandled rejection): injected rejection",
+      };
+      for (const [fault, words] of Object.entries(said)) {
+        const crashing = await waitingServer(dir, CRASHING_MAIN, fault);
+        crashing.child.kill("SIGWINCH");
+        assert.equal((await crashing.child.status).code, 1);
+        const lines = (await crashing.stderr()).split("\n").filter((l) =>
+          l.startsWith("bhyve-gdbstub:")
+        );
+        assert.equal(lines.at(-1), `bhyve-gdbstub: ${words}; nothing was held; exiting`);
+      }
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
