@@ -21,6 +21,8 @@ const ignore = !testvmBuilt() || !kvmAvailable();
 const CPUS = 2;
 /** 48 MiB of the guest's direct map: a dump long enough to be stopped in the middle. */
 const DUMP = `0x${L.DMAP_VBASE.toString(16)} 0x${(L.DMAP_VBASE + (48n << 20n)).toString(16)}`;
+/** The server's packet log (debug level) shows gdb reading the dump's memory. */
+const DUMPING = new RegExp(`<- m${L.DMAP_VBASE.toString(16)}`);
 
 async function runningVm(): Promise<{ vm: TestVm; observer: Observer }> {
   const vm = await TestVm.start({ cpus: CPUS, mem: "64M" });
@@ -91,15 +93,14 @@ for (const mode of ["--max-hold", "--stall-timeout"] as const) {
       const { vm, observer } = await runningVm();
       const file = await Deno.makeTempFile();
       try {
-        await using server = await Server.start(vm, { args: [mode, "3s"] });
+        await using server = await Server.start(vm, { args: [mode, "3s"], logLevel: "debug" });
         const gdb = spawnGdb([
           "set architecture i386:x86-64",
           `target remote 127.0.0.1:${server.port}`,
           `dump binary memory ${file} ${DUMP}`,
           "info threads",
         ]);
-        await until(() => observer.debugCpus().length === CPUS, "gdb attached", 30_000);
-        await sleep(500); // well into the dump
+        await until(() => DUMPING.test(server.stderr), "gdb dumping", 30_000);
         gdb.child.kill("SIGSTOP");
         const stopped = performance.now();
         await observer.allRunning(CPUS, 30_000);
@@ -169,15 +170,14 @@ Deno.test({
     const { vm, observer } = await runningVm();
     const file = await Deno.makeTempFile();
     try {
-      await using server = await Server.start(vm);
+      await using server = await Server.start(vm, { logLevel: "debug" });
       const gdb = spawnGdb([
         "set architecture i386:x86-64",
         `target remote 127.0.0.1:${server.port}`,
         `dump binary memory ${file} ${DUMP}`,
         "continue",
       ]);
-      await until(() => observer.debugCpus().length === CPUS, "gdb attached", 30_000);
-      await sleep(500);
+      await until(() => DUMPING.test(server.stderr), "gdb dumping", 30_000);
       observer[Symbol.dispose]();
       vm.process.kill("SIGKILL");
       await vm.exited;
