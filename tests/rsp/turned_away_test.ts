@@ -160,3 +160,64 @@ Deno.test("addresses as /proc/net/tcp writes them", () => {
   assert.equal(at("::ffff:127.0.0.1", 1), "0000000000000000FFFF00000100007F:0001");
   assert.equal(at("not an address", 1), undefined);
 });
+
+/** A fake target with 1 GiB of patterned memory at 0: a gdb dump of it takes a while. */
+function bigTarget(): FakeTarget {
+  const target = new FakeTarget();
+  const page = Uint8Array.from({ length: 0x10000 }, (_, i) => (i * 37 + (i >> 8)) & 0xff);
+  target.readMemory = (_thread, address, length) => {
+    const n = Math.min(length, 0x10000);
+    const at = Number(address % 0x10000n);
+    return Uint8Array.from({ length: n }, (_, i) => page[(at + i) % 0x10000]!);
+  };
+  return target;
+}
+
+for (const mode of ["maxHoldMs", "stallTimeoutMs"] as const) {
+  Deno.test(`a SIGSTOPped gdb mid-dump lets go of the target (${mode}), and says so when it runs`, async () => {
+    const target = bigTarget();
+    const server = serve(target, { hostname: "127.0.0.1", port: 0, [mode]: 1500 });
+    const file = await Deno.makeTempFile();
+    const gdb = new Deno.Command("sh", {
+      args: [
+        "-c",
+        'exec "$0" "$@" 2>&1',
+        "gdb",
+        "-nx",
+        "-batch",
+        "-ex",
+        "set architecture i386:x86-64",
+        "-ex",
+        `target remote 127.0.0.1:${server.addr.port}`,
+        "-ex",
+        `dump binary memory ${file} 0 0x40000000`,
+        "-ex",
+        "info threads",
+      ],
+      stdout: "piped",
+      stderr: "null",
+    }).spawn();
+    try {
+      await until(() => target.calls.includes("stop"), "gdb attached");
+      await sleep(1000); // into the dump
+      gdb.kill("SIGSTOP");
+      await until(() => target.calls.includes("detach"), "the target released", 20_000);
+      gdb.kill("SIGCONT");
+      const output = new TextDecoder().decode((await gdb.output()).stdout);
+      assert.match(
+        output,
+        mode === "maxHoldMs" ? /Cannot access memory at address 0x/ : /Remote connection closed/,
+        output,
+      );
+      assert.doesNotMatch(output, /Invalid hex digit/);
+    } finally {
+      try {
+        gdb.kill("SIGKILL");
+      } catch {
+        // exited
+      }
+      await server.close();
+      await Deno.remove(file);
+    }
+  });
+}
