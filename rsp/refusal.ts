@@ -19,15 +19,16 @@ import { latin1, textToHex } from "./hex.ts";
 import { formatError } from "./packets/error.ts";
 import type { Connection } from "./session.ts";
 
-/** How long a refused client may stay silent, and its whole conversation's bound (ms). */
+/** How a refused client is answered. */
 export interface RefusalOptions {
   packetSize: number;
   /** Silence that ends the conversation (default 2000). */
   idleMs?: number;
 }
 
-/** Most packets a refused client is answered before it is closed anyway. */
+/** Most packets a refused client is answered, and longest it is kept (ms), before it is closed. */
 const MAX_PACKETS = 200;
+const MAX_CONVERSATION_MS = 15_000;
 
 /** Whether `error` is a connection going away (reset, broken pipe…): routine, not a fault. */
 export function isConnectionError(error: unknown): boolean {
@@ -79,6 +80,7 @@ export async function refuse(
   };
   let ack = true;
   let answered = 0;
+  const bound = setTimeout(() => closeQuietly(conn), MAX_CONVERSATION_MS);
   try {
     quiet();
     for (;;) {
@@ -103,6 +105,7 @@ export async function refuse(
     // the refused client went away first
   } finally {
     clearTimeout(timer);
+    clearTimeout(bound);
     closeQuietly(conn);
   }
 }

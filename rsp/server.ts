@@ -84,6 +84,8 @@ export class RspServer {
     this.#options = options;
     options.signal?.addEventListener("abort", () => void this.close(), { once: true });
     this.finished = this.#acceptLoop();
+    // Aborted before it started (a signal while the VM was being opened): close at once.
+    if (options.signal?.aborted) void this.close();
   }
 
   /** Where the server listens (with the real port when asked for port 0). */

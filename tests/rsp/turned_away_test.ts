@@ -221,3 +221,10 @@ for (const mode of ["maxHoldMs", "stallTimeoutMs"] as const) {
     }
   });
 }
+
+Deno.test("a server asked to stop before it started stops at once", async () => {
+  const stop = new AbortController();
+  stop.abort();
+  const server = serve(new FakeTarget(), { hostname: "127.0.0.1", port: 0, signal: stop.signal });
+  await server.finished;
+});
