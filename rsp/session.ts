@@ -365,9 +365,12 @@ export class Session {
     this.#context.error(ErrorCode.internal, `Internal error: ${errorMessage(error)}`);
   }
 
-  /** Answers `body` once the target has vanished, in the form the packet allows (gone.ts). */
+  /**
+   * Answers `body` once the target has vanished (or was released by `--max-hold`), in the form
+   * the packet allows (gone.ts).
+   */
   async #onGone(body: string, reason: string): Promise<void> {
-    log.info("the target is gone: {error}", { error: reason });
+    log.debug("{peer}: answering with {reason}", { peer: this.#peer, reason });
     const gone = goneReply(body, reason, this.#state.errorStyle);
     if (gone.console !== undefined) await this.#console(gone.console);
     this.#writer.begin().text(gone.reply);
