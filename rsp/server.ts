@@ -12,7 +12,13 @@
 import { getLogger } from "@logtape/logtape";
 import { PacketDecoder } from "./framing.ts";
 import { limitHold } from "./hold_limit.ts";
-import { closeQuietly, isConnectionError, refuse, tellAndClose } from "./refusal.ts";
+import {
+  closeQuietly,
+  isConnectionError,
+  type RefusalOptions,
+  refuse,
+  tellAndClose,
+} from "./refusal.ts";
 import {
   type Connection,
   DEFAULT_PACKET_SIZE,
@@ -173,10 +179,7 @@ export class RspServer {
     }
     if (this.#busy) {
       log.debug("refused {peer}: a debugger is already attached", { peer });
-      await refuse(conn, "The VM is already being debugged by another debugger", {
-        packetSize: this.#options.packetSize ?? DEFAULT_PACKET_SIZE,
-        idleMs: this.#options.refuseTimeoutMs ?? 2000,
-      });
+      await refuse(conn, "The VM is already being debugged by another debugger", this.#refusal());
       return;
     }
     // Busy from now on, so a second connection racing the target factory is refused too.
@@ -200,6 +203,14 @@ export class RspServer {
     });
   }
 
+  /** How a refused client is answered (refusal.ts). */
+  #refusal(): RefusalOptions {
+    return {
+      packetSize: this.#options.packetSize ?? DEFAULT_PACKET_SIZE,
+      idleMs: this.#options.refuseTimeoutMs ?? 2000,
+    };
+  }
+
   async #serveOne(conn: Connection, peer: string): Promise<void> {
     let target: DebugTarget;
     try {
@@ -207,10 +218,7 @@ export class RspServer {
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);
       log.error("cannot open the target for {peer}: {message}", { peer, message });
-      await refuse(conn, message, {
-        packetSize: this.#options.packetSize ?? DEFAULT_PACKET_SIZE,
-        idleMs: this.#options.refuseTimeoutMs ?? 2000,
-      });
+      await refuse(conn, message, this.#refusal());
       return;
     }
     const maxHold = this.#options.maxHoldMs;
