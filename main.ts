@@ -186,7 +186,7 @@ const LOOPBACK = new Set(["127.0.0.1", "::1", "localhost"]);
 
 /**
  * How long an attached debugger keeps its session once the VM has vanished, so its next
- * command is answered with why (rsp/gone.ts) instead of a closed connection.
+ * command is answered with why (rsp/guards/gone.ts) instead of a closed connection.
  */
 const GONE_GRACE_MS = 10_000;
 

@@ -11,14 +11,14 @@
  */
 import { getLogger } from "@logtape/logtape";
 import { PacketDecoder } from "./framing.ts";
-import { limitHold } from "./hold_limit.ts";
+import { limitHold } from "./guards/hold_limit.ts";
 import {
   closeQuietly,
   isConnectionError,
   type RefusalOptions,
   refuse,
   tellAndClose,
-} from "./refusal.ts";
+} from "./guards/refusal.ts";
 import {
   type Connection,
   DEFAULT_PACKET_SIZE,
@@ -26,7 +26,7 @@ import {
   Session,
 } from "./session.ts";
 import type { DebugTarget } from "./target.ts";
-import { unreadByPeer, UnreadWatch } from "./unread.ts";
+import { unreadByPeer, UnreadWatch } from "./guards/unread.ts";
 
 const log = getLogger(["bhyve-gdbstub", "rsp"]);
 

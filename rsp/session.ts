@@ -10,9 +10,9 @@ import { getLogger } from "@logtape/logtape";
 import type { Context, Outcome, SessionState } from "./context.ts";
 import { lookup } from "./dispatch.ts";
 import { type FrameEvent, PacketDecoder, PacketWriter } from "./framing.ts";
-import { goneReply } from "./gone.ts";
+import { goneReply } from "./guards/gone.ts";
 import { latin1 } from "./hex.ts";
-import { isConnectionError } from "./refusal.ts";
+import { isConnectionError } from "./guards/refusal.ts";
 import { ErrorCode, formatError } from "./packets/error.ts";
 import { formatStopReply, Signal, type StopReplyOptions } from "./packets/stop_reply.ts";
 import { ALL_THREADS, ANY_THREAD } from "./packets/thread_id.ts";
@@ -215,7 +215,7 @@ export class Session {
 
   /**
    * Lets the guest run now (`--max-hold` ran out) and tells the debugger: every later packet is
-   * answered with `reason` in the form it allows (gone.ts), and the session ends after the
+   * answered with `reason` in the form it allows (guards/gone.ts), and the session ends after the
    * stall timeout at the latest, so a debugger that never comes back does not keep the server.
    */
   async release(reason: string): Promise<void> {
@@ -367,7 +367,7 @@ export class Session {
 
   /**
    * Answers `body` once the target has vanished (or was released by `--max-hold`), in the form
-   * the packet allows (gone.ts).
+   * the packet allows (guards/gone.ts).
    */
   async #onGone(body: string, reason: string): Promise<void> {
     log.debug("{peer}: answering with {reason}", { peer: this.#peer, reason });

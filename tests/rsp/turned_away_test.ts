@@ -12,7 +12,7 @@
 import assert from "node:assert/strict";
 import { textToHex } from "../../rsp/hex.ts";
 import { serve } from "../../rsp/server.ts";
-import { procAddress } from "../../rsp/unread.ts";
+import { procAddress } from "../../rsp/guards/unread.ts";
 import { runGdb } from "../helpers/gdb.ts";
 import { runLldb } from "../helpers/lldb.ts";
 import { FakeTarget } from "./fake_target.ts";

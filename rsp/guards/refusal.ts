@@ -14,10 +14,10 @@
  *
  * @module
  */
-import { PacketDecoder, PacketWriter } from "./framing.ts";
-import { latin1, textToHex } from "./hex.ts";
-import { formatError } from "./packets/error.ts";
-import type { Connection } from "./session.ts";
+import { PacketDecoder, PacketWriter } from "../framing.ts";
+import { latin1, textToHex } from "../hex.ts";
+import { formatError } from "../packets/error.ts";
+import type { Connection } from "../session.ts";
 
 /** How a refused client is answered. */
 export interface RefusalOptions {

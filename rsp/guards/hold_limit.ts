@@ -6,7 +6,7 @@
  *
  * @module
  */
-import type { DebugTarget } from "./target.ts";
+import type { DebugTarget } from "../target.ts";
 
 /** A target whose holds are timed; `cancel` stops the clock for good. */
 export interface TimedTarget {

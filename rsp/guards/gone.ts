@@ -11,7 +11,7 @@
  *
  * @module
  */
-import { type ErrorStyle, formatError } from "./packets/error.ts";
+import { type ErrorStyle, formatError } from "../packets/error.ts";
 
 /** EIO: the code of every reply about a vanished target. */
 const EIO = 5;

@@ -12,7 +12,7 @@
  *
  * @module
  */
-import type { Connection } from "./session.ts";
+import type { Connection } from "../session.ts";
 
 /** How often an outstanding reply's queue is looked at (ms). */
 const LOOK_EVERY_MS = 1000;
