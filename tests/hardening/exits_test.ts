@@ -175,7 +175,7 @@ Deno.test({
       () => observer.debugCpus().join() === `${L.PARKED_CPU}`,
       "the recorded vCPUs resumed",
     );
-    assert.match(server.stderr, /resumed vCPUs 0, ?1, ?2 of VM t-\S+, left held by an earlier/);
+    assert.match(server.stderr, /resumed vCPUs "0, 1, 2" of VM "t-\S+", left held by an earlier/);
     await observer.counting(BOOTED.length);
     // And the new server serves as usual; its detach leaves bhyve's AP where it was.
     const client = await attach(server, observer, [0, 1, 2, 3]);
