@@ -4,7 +4,8 @@
  * - Signals whose default action ends the process: the first starts an orderly shutdown (the
  *   session detaches, the VM is closed); a second one, while that shutdown is under way, takes
  *   the last resort below at once. SIGPIPE is not among them: Deno ignores it (a write to a
- *   closed socket fails with an error instead), so it never ends the process.
+ *   closed socket fails with an error instead), so it never ends the process. Nor is SIGPROF:
+ *   V8's sampling profiler sends it to the process all the time while it runs.
  * - An uncaught error or an unhandled promise rejection: the last resort, a synchronous
  *   release of whatever the server holds, then one line on stderr and exit status 1.
  *
@@ -30,7 +31,6 @@ const CANDIDATES = [
   "SIGXCPU",
   "SIGXFSZ",
   "SIGVTALRM",
-  "SIGPROF",
   "SIGIO",
   "SIGPWR",
   "SIGSYS",
