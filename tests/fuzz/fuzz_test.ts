@@ -150,7 +150,22 @@ Deno.test({
       });
       console.log(`${stats.cases} cases on VM ${vm.name}, ${stats.packetsAnswered} packets`);
       assert.equal(stats.failures.length, 0, report(stats));
-      assert.ok(sessions >= 2);
+      // And mutations of what the real gdb and lldb send (record.ts), on the same VM.
+      const recorded: Recorded = JSON.parse(await Deno.readTextFile(RECORDED));
+      const replayed = await fuzz({
+        seed: CI_SEED + 2,
+        cases: 300,
+        casesPerSession: 60,
+        caseTimeoutMs: 10_000,
+        target: () => target,
+        recorded: recorded.sessions.map((s) => s.packets),
+        afterSession: () => {
+          sessions++;
+          assert.deepEqual(target.vm.debugCpus(), baseline, "a vCPU was left suspended");
+        },
+      });
+      assert.equal(replayed.failures.length, 0, report(replayed));
+      assert.ok(sessions >= 4);
       assert.deepEqual(target.vm.debugCpus(), baseline);
       assert.ok(target.gone === undefined);
     } finally {
