@@ -40,14 +40,20 @@ export class HoldRecord {
    * read (an unreadable record is reported by the caller, never guessed at).
    */
   read(): HoldRecordContents | undefined {
-    let text: string;
+    let info: Deno.FileInfo;
     try {
-      text = Deno.readTextFileSync(this.path);
+      info = Deno.lstatSync(this.path);
     } catch (error) {
       if (error instanceof Deno.errors.NotFound) return undefined;
       throw error;
     }
-    return parseHoldRecord(text);
+    // A shared directory (/tmp): only a plain file this user wrote is believed, or anyone could
+    // make the server resume vCPUs bhyve keeps parked.
+    const uid = Deno.uid();
+    if (!info.isFile || (uid !== null && info.uid !== uid)) {
+      throw new Error(`${this.path} is not a regular file of this user: ignored`);
+    }
+    return parseHoldRecord(Deno.readTextFileSync(this.path));
   }
 
   /** Records that this process holds `vcpus` (possibly none). Synchronous: a signal may follow. */

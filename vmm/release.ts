@@ -34,7 +34,12 @@ export async function releaseRecorded(
   const vm = api.open(name);
   try {
     const control = new RunControl(vm, (vcpus) => record.write(vcpus));
-    const before = record.read();
+    let before;
+    try {
+      before = record.read();
+    } catch (error) {
+      return { ok: false, message: `cannot use the hold record: ${(error as Error).message}` };
+    }
     const resumed = recoverHold(control, record);
     const left = [...control.stranded];
     const bhyves = vm.debugCpus().filter((vcpu) => !left.includes(vcpu));

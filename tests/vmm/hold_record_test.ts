@@ -74,3 +74,13 @@ Deno.test("release: resumes the recorded vCPUs, says what bhyve holds, and is id
     });
     assert.deepEqual([...vm.debug], [2]);
   }));
+
+Deno.test("a record that is a symlink is not believed", () =>
+  withDir(async (dir) => {
+    const elsewhere = `${dir}/planted`;
+    await Deno.writeTextFile(elsewhere, '{"pid":1,"vcpus":[2]}\n');
+    await Deno.symlink(elsewhere, holdRecordPath("fake", dir));
+    const vm = new FakeVm({ active: [0, 1, 2], debug: [2] });
+    new VmTarget(vm, { record: new HoldRecord(holdRecordPath("fake", dir)) });
+    assert.deepEqual([...vm.debug], [2], "bhyve's AP stays parked");
+  }));
