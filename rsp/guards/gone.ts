@@ -6,6 +6,7 @@
  * - a packet whose reply is data (`g`, `p`, `m`, `x`, `qXfer`): `E05`, or lldb's `E05;hex`
  *   after QEnableErrorStrings. gdb 13 reads the text of `E.text` here as hex digits
  *   ("Invalid hex digit 46") and shows "Cannot access memory" for `E05`;
+ * - `monitor` (`qRcmd`): the reason as the command's output, then `OK`;
  * - `D`: `OK`; `k`: `W00` (lldb's `process kill` waits for an exit); the session ends;
  * - anything else: `E05`, with the text only where the client asked for error strings.
  *
@@ -33,6 +34,8 @@ export function goneReply(body: string, reason: string, style: ErrorStyle): Gone
   if (body.startsWith("D")) return { reply: "OK", close: true };
   if (body === "k") return { reply: "W00", close: true }; // lldb waits for the exit
   if (STOP_REPLY_PACKET.test(body)) return { console: `${reason}\n`, reply: "W00", close: true };
+  // A monitor command's output is shown as it comes: the reason is that output.
+  if (body.startsWith("qRcmd,")) return { console: `${reason}\n`, reply: "OK", close: false };
   const allowed: ErrorStyle = style === "dot-text" && DATA_PACKET.test(body) ? "code" : style;
   return { reply: formatError(EIO, reason, allowed), close: false };
 }

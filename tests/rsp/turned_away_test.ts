@@ -138,6 +138,7 @@ Deno.test("a vanished target: gdb shows no hex garbage, and its continue says wh
   const target = new FakeTarget();
   target.monitor = (command) => {
     if (command === "vanish") target.vanish();
+    else target.threads(); // throws once the target is gone, as VmTarget's monitor does
     return "ok\n";
   };
   const server = serve(target, { hostname: "127.0.0.1", port: 0 });
@@ -145,10 +146,12 @@ Deno.test("a vanished target: gdb shows no hex garbage, and its continue says wh
     `target remote 127.0.0.1:${server.addr.port}`,
     "monitor vanish",
     "x/4xb 0x1100",
+    "monitor vcpus",
     "continue",
   ], { timeoutMs: 20_000 });
   assert.match(gdb.output, /Cannot access memory at address 0x1100/, gdb.output);
   assert.doesNotMatch(gdb.output, /Invalid hex digit/);
+  assert.match(gdb.output, /Cannot access memory at address 0x1100\nthe VM is gone\n/);
   assert.match(gdb.output, /the VM is gone\n\[Inferior 1 \(Remote target\) exited normally\]/);
   await server.close();
 });
