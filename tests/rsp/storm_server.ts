@@ -1,0 +1,18 @@
+/**
+ * A server on the fake target for accept_storm_test.ts, run in its own process so that its
+ * file-descriptor limit can be made small (`ulimit -n`): prints its port, logs to stderr.
+ */
+import { configure, defaultTextFormatter } from "@logtape/logtape";
+import { serve } from "../../rsp/server.ts";
+import { FakeTarget } from "./fake_target.ts";
+
+await configure({
+  sinks: { stderr: (record) => console.error(defaultTextFormatter(record).trimEnd()) },
+  loggers: [
+    { category: ["bhyve-gdbstub"], lowestLevel: "debug", sinks: ["stderr"] },
+    { category: ["logtape", "meta"], lowestLevel: "warning", sinks: [] },
+  ],
+});
+const server = serve(new FakeTarget(), { hostname: "127.0.0.1", port: 0 });
+console.log(server.addr.port);
+await server.finished;
