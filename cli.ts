@@ -42,12 +42,23 @@ export interface Options {
   /** Explicit libvmmapi path (`--vmmapi` or `BHYVE_GDBSTUB_VMMAPI`), if any. */
   vmmapi?: string;
   logLevel: LogLevel;
+  /** `--max-hold`: release the guest once a debugger has held it this long (ms); off if unset. */
+  maxHoldMs?: number;
+  /** `--stall-timeout`: bound on a half-sent packet or an unread reply (ms). */
+  stallTimeoutMs?: number;
+}
+
+/** `release --vm NAME`: resume the vCPUs a killed bhyve-gdbstub left held, then exit. */
+export interface ReleaseOptions {
+  vm: string;
+  vmmapi?: string;
 }
 
 export type Command =
   | { kind: "help" }
   | { kind: "version" }
-  | { kind: "run"; options: Options };
+  | { kind: "run"; options: Options }
+  | { kind: "release"; options: ReleaseOptions };
 
 /** A command-line mistake: main prints `message` on one line and exits with status 2. */
 export class UsageError extends Error {
@@ -99,6 +110,7 @@ export function parseCommandLine(
   args: string[],
   env: { get(name: string): string | undefined } = { get: () => undefined },
 ): Command {
+  if (args[0] === "release") return parseRelease(args.slice(1), env);
   let parsed;
   try {
     parsed = parseArgs({
@@ -110,6 +122,8 @@ export function parseCommandLine(
         gdb: { type: "string", short: "G" },
         vmmapi: { type: "string" },
         "log-level": { type: "string" },
+        "max-hold": { type: "string" },
+        "stall-timeout": { type: "string" },
         help: { type: "boolean", short: "h" },
         version: { type: "boolean", short: "V" },
       },
@@ -136,7 +150,52 @@ export function parseCommandLine(
   };
   const vmmapi = v.vmmapi ?? env.get("BHYVE_GDBSTUB_VMMAPI");
   if (vmmapi !== undefined && vmmapi !== "") options.vmmapi = vmmapi;
+  if (v["max-hold"] !== undefined) options.maxHoldMs = parseDuration("--max-hold", v["max-hold"]);
+  if (v["stall-timeout"] !== undefined) {
+    options.stallTimeoutMs = parseDuration("--stall-timeout", v["stall-timeout"]);
+  }
   return { kind: "run", options };
+}
+
+function parseRelease(
+  args: string[],
+  env: { get(name: string): string | undefined },
+): Command {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      strict: true,
+      allowPositionals: false,
+      options: { vm: { type: "string" }, vmmapi: { type: "string" } },
+    });
+  } catch (error) {
+    throw new UsageError(`release: ${describeParseError(error)}`);
+  }
+  const { vm } = parsed.values;
+  if (vm === undefined || vm === "") throw new UsageError("release: --vm NAME is required");
+  if (vm.includes("/")) throw new UsageError(`--vm ${vm}: a VM name cannot contain '/'`);
+  const options: ReleaseOptions = { vm };
+  const vmmapi = parsed.values.vmmapi ?? env.get("BHYVE_GDBSTUB_VMMAPI");
+  if (vmmapi !== undefined && vmmapi !== "") options.vmmapi = vmmapi;
+  return { kind: "release", options };
+}
+
+const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/**
+ * Parses a duration: a number with a unit, `ms`, `s`, `m` or `h` (a bare number is seconds).
+ *
+ * @example
+ * parseDuration("--max-hold", "90s"); // 90000
+ */
+export function parseDuration(option: string, text: string): number {
+  const match = /^([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)?$/.exec(text);
+  const ms = match ? Number(match[1]) * UNITS[match[2] ?? "s"]! : NaN;
+  if (!Number.isFinite(ms) || ms < 1 || ms > 2 ** 31 - 1) {
+    throw new UsageError(`${option} ${text}: expected a duration such as 500ms, 30s, 5m or 1h`);
+  }
+  return Math.round(ms);
 }
 
 function describeParseError(error: unknown): string {
@@ -157,6 +216,8 @@ No restart of the VM and no cooperation from the guest are needed.
 
 Usage:
   bhyve-gdbstub --vm NAME -G [w][ADDR:]PORT [options]
+  bhyve-gdbstub release --vm NAME [--vmmapi PATH]
+      resume the vCPUs a bhyve-gdbstub killed with SIGKILL left held, then exit
 
 Options:
   --vm NAME            the running VM (/dev/vmm/NAME)
@@ -170,6 +231,11 @@ Options:
                        default: libvmmapi.so.7, .so.6, .so.5, then any other
                        /usr/lib/libvmmapi.so.*
   --log-level LEVEL    trace, debug (every packet), info (default), warning, error
+  --max-hold DURATION  release the guest once a debugger has held it this long
+                       (e.g. 90s, 5m) and drop that debugger; off by default
+  --stall-timeout DURATION
+                       drop a debugger that leaves a packet half sent or a reply
+                       unread this long (default 30s)
   -h, --help           this text
   -V, --version        the version
 

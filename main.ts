@@ -6,11 +6,21 @@
  *
  * @module
  */
-import { HELP, type Options, parseCommandLine, UsageError, VERSION } from "./cli.ts";
+import {
+  HELP,
+  type Options,
+  parseCommandLine,
+  type ReleaseOptions,
+  UsageError,
+  VERSION,
+} from "./cli.ts";
+import { guardExits } from "./exits.ts";
+import { configure, escapeControls, getLogger } from "./log/mod.ts";
 import { loadVmmapi, VmmapiLoadError } from "./ffi/mod.ts";
 import { ListenError, type RspServer, serve } from "./rsp/mod.ts";
-import { lockVm } from "./vmm/lock.ts";
-import { configure, escapeControls, getLogger } from "./log/mod.ts";
+import { HoldRecord, holdRecordPath } from "./vmm/hold_record.ts";
+import { lockVm, VmLockError } from "./vmm/lock.ts";
+import { releaseRecorded } from "./vmm/release.ts";
 import { holdAtBoot, openTarget, type Vmmapi, VmmError, type VmTarget } from "./vmm/mod.ts";
 
 const log = getLogger(["bhyve-gdbstub"]);
@@ -36,31 +46,66 @@ export async function main(args: string[]): Promise<number> {
       // Everything goes to stderr, one escaped line per record (log/record.ts).
       configure({ lowestLevel: command.options.logLevel });
       return await run(command.options);
+    case "release":
+      configure({ lowestLevel: "warning" });
+      return release(command.options);
   }
 }
 
 /** Opens the VM, listens, and serves debuggers until a signal or the VM's end. */
 async function run(options: Options): Promise<number> {
-  let api: Vmmapi;
-  try {
-    api = loadVmmapi({ path: options.vmmapi });
-  } catch (error) {
-    if (!(error instanceof VmmapiLoadError)) throw error;
-    return fail(error.message);
-  }
+  const api = load(options.vmmapi);
+  if (typeof api === "number") return api;
   log.debug("libvmmapi {path}, API {generation}", { path: api.path, generation: api.generation });
   const stop = new AbortController();
-  const onSignal = () => stop.abort();
-  for (const signal of SIGNALS) Deno.addSignalListener(signal, onSignal);
+  const exits = guardExits({
+    signal: (name) => {
+      log.info(`${name}: releasing the guest and exiting`);
+      stop.abort();
+    },
+    lastResort: () => lastResort?.releaseNow() ?? "nothing was held",
+  });
   try {
     return await serveVm(api, options, stop.signal);
   } finally {
-    for (const signal of SIGNALS) Deno.removeSignalListener(signal, onSignal);
+    exits.remove();
     api.close();
   }
 }
 
-const SIGNALS = ["SIGINT", "SIGTERM"] as const;
+/** Loads libvmmapi, or says why not and returns the exit status. */
+function load(path: string | undefined): Vmmapi | number {
+  try {
+    return loadVmmapi({ path });
+  } catch (error) {
+    if (!(error instanceof VmmapiLoadError)) throw error;
+    return fail(error.message);
+  }
+}
+
+/** The target being served, for the last-resort release of an uncaught error. */
+let lastResort: VmTarget | undefined;
+
+/** `release --vm NAME`: resume what a killed server left held (vmm/release.ts). */
+async function release(options: ReleaseOptions): Promise<number> {
+  const api = load(options.vmmapi);
+  if (typeof api === "number") return api;
+  try {
+    const result = await releaseRecorded(api, options.vm);
+    if (!result.ok) return fail(result.message);
+    console.error(`bhyve-gdbstub: ${result.message}`);
+    return 0;
+  } catch (error) {
+    if (error instanceof VmLockError) return fail(error.message);
+    if (error instanceof VmmError && error.code === "ENOENT") {
+      return fail(`no VM named '${options.vm}' (/dev/vmm/${options.vm} does not exist)`);
+    }
+    if (error instanceof VmmError) return fail(`cannot open VM '${options.vm}': ${error.message}`);
+    throw error;
+  } finally {
+    api.close();
+  }
+}
 
 async function serveVm(api: Vmmapi, options: Options, signal: AbortSignal): Promise<number> {
   const { vm, listen } = options;
@@ -70,7 +115,8 @@ async function serveVm(api: Vmmapi, options: Options, signal: AbortSignal): Prom
   using _lock = lock;
   let target: VmTarget;
   // libvmmapi.so.5 ships with 13.x's bhyve, whose parked vCPU threads never sleep.
-  const targetOptions = { heldVcpusSpin: api.generation === "0103" };
+  const record = new HoldRecord(holdRecordPath(vm));
+  const targetOptions = { heldVcpusSpin: api.generation === "0103", record };
   try {
     if (listen.wait) {
       console.error(
@@ -97,10 +143,17 @@ async function serveVm(api: Vmmapi, options: Options, signal: AbortSignal): Prom
     if (error instanceof VmmError) return fail(`cannot open VM '${vm}': ${error.message}`);
     throw error;
   }
+  lastResort = target;
   try {
     let server: RspServer;
     try {
-      server = serve(target, { hostname: listen.hostname, port: listen.port, signal });
+      server = serve(target, {
+        hostname: listen.hostname,
+        port: listen.port,
+        signal,
+        ...(options.maxHoldMs !== undefined && { maxHoldMs: options.maxHoldMs }),
+        ...(options.stallTimeoutMs !== undefined && { stallTimeoutMs: options.stallTimeoutMs }),
+      });
     } catch (error) {
       if (error instanceof ListenError) return fail(error.message);
       throw error;
@@ -112,6 +165,7 @@ async function serveVm(api: Vmmapi, options: Options, signal: AbortSignal): Prom
     return why === undefined ? 0 : fail(why);
   } finally {
     await target.close().catch((error) => log.error("closing the VM: {error}", { error }));
+    lastResort = undefined;
   }
 }
 
@@ -129,6 +183,12 @@ function announce(options: Options, addr: Deno.NetAddr): void {
 const LOOPBACK = new Set(["127.0.0.1", "::1", "localhost"]);
 
 /**
+ * How long an attached debugger keeps its session once the VM has vanished, so its next
+ * command is answered with why (rsp/guards/gone.ts) instead of a closed connection.
+ */
+const GONE_GRACE_MS = 10_000;
+
+/**
  * Ends the server when the VM vanishes, after giving an attached debugger's session a moment
  * to tell its client. Resolves with the reason, or undefined when the server ended otherwise.
  */
@@ -142,7 +202,7 @@ async function watchForExit(
   try {
     const event = await target.waitForStop(AbortSignal.any([signal, done.signal]));
     if (event.kind !== "exited") return undefined;
-    for (let waited = 0; server.busy && waited < 2000; waited += 50) await delay(50);
+    for (let waited = 0; server.busy && waited < GONE_GRACE_MS; waited += 50) await delay(50);
     await server.close();
     return event.message;
   } catch {

@@ -17,7 +17,9 @@ import {
   TargetGoneError,
   type ThreadInfo,
 } from "../rsp/target.ts";
+import type { HoldRecord } from "./hold_record.ts";
 import { GuestMemory } from "./memory.ts";
+import { recoverHold } from "./release.ts";
 import { runMonitor } from "./monitor.ts";
 import { cpuModeName, guestPaging, pagingModeName, type PagingState } from "./paging.ts";
 import { RegisterReader, type RegisterValues } from "./register_reader.ts";
@@ -49,6 +51,11 @@ export interface VmTargetOptions {
    * sleep): each attach says so once.
    */
   heldVcpusSpin?: boolean;
+  /**
+   * Where to record the vCPUs this server holds (hold_record.ts). vCPUs an earlier server
+   * recorded there, and left parked, are taken as this one's and resumed at once.
+   */
+  record?: HoldRecord;
 }
 
 /** What a 13.x user is told once per attach. */
@@ -96,12 +103,56 @@ export class VmTarget implements DebugTarget {
     this.vm = vm;
     this.memory = new GuestMemory(vm);
     this.registers = new RegisterReader(vm);
-    this.control = new RunControl(vm);
+    const record = options.record;
+    this.control = new RunControl(vm, record && ((vcpus) => writeRecord(record, vcpus)));
     this.parking = new ParkTracker(vm);
     this.#heldPollMs = options.heldPollMs ?? 75;
     this.#runningPollMs = options.runningPollMs ?? 250;
     this.#parkTimeoutMs = options.parkTimeoutMs ?? 2000;
     this.#heldVcpusSpin = options.heldVcpusSpin ?? false;
+    if (record !== undefined) this.#recover(record);
+  }
+
+  /** Resumes the vCPUs an earlier server recorded and left parked (killed with SIGKILL). */
+  #recover(record: HoldRecord): void {
+    let resumed: number[];
+    try {
+      resumed = recoverHold(this.control, record);
+    } catch (error) {
+      log.warn("cannot resume what an earlier bhyve-gdbstub held: {error}", {
+        error: String(error),
+      });
+      return;
+    }
+    if (this.control.stranded.size > 0) this.#startRetry();
+    if (resumed.length > 0) {
+      log.warn("resumed vCPUs {resumed} of VM {name}, left held by an earlier bhyve-gdbstub", {
+        resumed: resumed.join(", "),
+        name: this.vm.name,
+      });
+    }
+  }
+
+  /**
+   * The last resort before the process ends abruptly (an uncaught error): resumes what this
+   * server holds, synchronously, and tells what it could not. Never throws.
+   */
+  releaseNow(): string {
+    this.#stopTimer();
+    try {
+      if (this.#gone === undefined) {
+        this.control.release();
+        this.control.retryStranded();
+      }
+    } catch (error) {
+      return `could not release VM ${this.vm.name}: ${(error as Error).message}`;
+    }
+    const left = [...this.control.stranded];
+    return left.length === 0
+      ? `released VM ${this.vm.name}`
+      : `vCPUs ${
+        left.join(", ")
+      } of VM ${this.vm.name} stay held (bhyve-gdbstub release --vm ${this.vm.name})`;
   }
 
   /** Why the VM is gone, if it is. */
@@ -291,6 +342,7 @@ export class VmTarget implements DebugTarget {
 
   async detach(): Promise<void> {
     this.#stops = 0; // the next debugger's attach is a first stop again
+    this.physicalMode = false; // nothing one debugger sets reaches the next
     if (this.#gone !== undefined) {
       this.#stopTimer();
       return;
@@ -426,6 +478,15 @@ export class VmTarget implements DebugTarget {
       this.#invalidate();
       throw new TargetGoneError(this.#gone, { cause: error });
     }
+  }
+}
+
+/** Writes the record; a record that cannot be written costs a warning, never the hold. */
+function writeRecord(record: HoldRecord, vcpus: number[]): void {
+  try {
+    record.write(vcpus);
+  } catch (error) {
+    log.warn("cannot write {path}: {error}", { path: record.path, error: String(error) });
   }
 }
 

@@ -321,6 +321,25 @@ export function caseBytes(rng: Rng): Uint8Array {
   return Uint8Array.from(text, (c) => c.charCodeAt(0) & 0xff);
 }
 
+/**
+ * Bytes for one case from recorded traffic (record.ts): a run of consecutive packets one real
+ * gdb or lldb sent, in their order, each mutated half of the time and framed as {@link frame}
+ * does. Mutating a real conversation reaches the states a client really drives the session
+ * into (no-ack mode, thread selected, binary reads enabled) before the damage arrives.
+ */
+export function recordedCaseBytes(rng: Rng, sessions: readonly (readonly string[])[]): Uint8Array {
+  const packets = rng.pick(sessions);
+  const start = rng.int(packets.length);
+  const end = Math.min(packets.length, start + 1 + rng.int(8));
+  let text = "";
+  for (let i = start; i < end; i++) {
+    const body = rng.chance(0.5) ? mutate(rng, packets[i]!) : packets[i]!;
+    if (rng.chance(0.1)) text += rng.pick(["+", "-", "\x03"]);
+    text += frame(rng, body);
+  }
+  return Uint8Array.from(text, (c) => c.charCodeAt(0) & 0xff);
+}
+
 // ---- the driver ----------------------------------------------------------------------------
 
 /** A Connection the fuzzer feeds: it knows when the session has read everything it was given. */
@@ -451,6 +470,8 @@ export interface FuzzOptions {
   heapBudget?: number;
   /** Progress, every so many cases. */
   onProgress?: (done: number, stats: FuzzStats) => void;
+  /** Recorded client sessions (packet bodies): cases are mutations of them instead. */
+  recorded?: readonly (readonly string[])[];
 }
 
 export interface FuzzFailure {
@@ -547,7 +568,9 @@ export async function fuzz(options: FuzzOptions): Promise<FuzzStats> {
         stats.sessions++;
       }
       const s = current;
-      const bytes = caseBytes(rng);
+      const bytes = options.recorded === undefined
+        ? caseBytes(rng)
+        : recordedCaseBytes(rng, options.recorded);
       const bugsBefore = bugs.length;
       const problemsBefore = s.conn.problems.length;
       stats.bytesIn += bytes.length;

@@ -312,12 +312,15 @@ Deno.test("the target vanishing while running ends the session with W00 and a me
   assert.equal(s.target.calls.at(-1), "detach");
 });
 
-Deno.test("TargetGoneError from a read answers with an error and ends the session", async () => {
+Deno.test("TargetGoneError: E05 where the reply is data, the words with the exit reply", async () => {
   const s = await startGdb();
-  s.target.readMemory = () => {
-    throw new TargetGoneError("VM guest0 is gone");
-  };
-  assert.equal(await s.conn.ask("m1000,1"), "E.VM guest0 is gone");
+  s.target.vanish();
+  // gdb 13 would parse the text of an E.text reply to m as hex ("Invalid hex digit 46").
+  assert.equal(await s.conn.ask("m1000,1"), "E05");
+  assert.equal(await s.conn.ask("g"), "E05");
+  // A packet answered by a stop reply gets the reason as console output, then the exit.
+  assert.equal(await s.conn.ask("vCont;c"), "O" + textToHex("the VM is gone\n"));
+  assert.equal(await s.conn.reply(), "W00");
   await s.done;
   assert.ok(s.conn.closed);
 });
