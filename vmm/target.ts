@@ -31,9 +31,8 @@ const log = getLogger(["bhyve-gdbstub", "vmm"]);
 export const ESRCH = 3;
 /** EIO: the Enn code when a failed call carries no errno. */
 export const EIO = 5;
-/** SIGTRAP for the first stop (attach), SIGINT for later ones (Ctrl-C). */
+/** The signal of a stop: the session replaces it with what happened (attach, Ctrl-C ...). */
 export const SIGTRAP = 5;
-export const SIGINT = 2;
 
 /** Timing knobs (tests shorten them). */
 export interface VmTargetOptions {
@@ -48,7 +47,7 @@ const UNSUPPORTED: Record<Capability, string> = {
     "continues the MTRAP exit instead of stopping (use bhyve's own -G to step).",
   "breakpoint": "Breakpoints are not available: bhyve-gdbstub runs outside bhyve. With " +
     "BPT_EXIT enabled, bhyve aborts the whole VM on a breakpoint exit it did not expect; " +
-    "without it, the int3 goes to the guest. Hardware breakpoints' #DB likewise goes to the " +
+    "without it, the int3 goes to the guest. Hardware breakpoints' debug exceptions likewise go to the " +
     "guest or to bhyve's own thread (use bhyve's own -G for breakpoints).",
   "write-memory": "Writing guest memory is not available: bhyve-gdbstub never writes to the " +
     "guest (read-only by design; guest RAM is mapped read-only).",
@@ -71,7 +70,6 @@ export class VmTarget implements DebugTarget {
   /** Retries the resume of stranded vCPUs (see {@link RunControl.stranded}). */
   #retry: ReturnType<typeof setTimeout> | undefined;
   #gone: string | undefined;
-  #stops = 0;
   #active: number[] | undefined;
   #registerCache = new Map<number, RegisterValues>();
   #pagingCache = new Map<number, PagingState>();
@@ -185,10 +183,7 @@ export class VmTarget implements DebugTarget {
     });
   }
 
-  /**
-   * Stops every vCPU (attach, Ctrl-C); a debugger's first stop (its attach) reports SIGTRAP,
-   * later ones SIGINT.
-   */
+  /** Stops every vCPU (attach, Ctrl-C, or after a run of some of them). */
   stop(): Promise<StopEvent> {
     if (this.#gone !== undefined) return Promise.resolve(this.#exited());
     this.#stopRetry();
@@ -220,16 +215,26 @@ export class VmTarget implements DebugTarget {
     this.#invalidate();
     this.#startHeldPoll();
     const active = this.activeCpus();
-    const signal = this.#stops++ === 0 ? SIGTRAP : SIGINT;
-    return Promise.resolve({ kind: "stopped", thread: (active[0] ?? 0) + 1, signal });
+    return Promise.resolve({
+      kind: "stopped",
+      thread: (active[0] ?? 0) + 1,
+      signal: SIGTRAP,
+      reason: { type: "interrupt" },
+    });
   }
 
-  resume(): Promise<void> {
-    this.#stopTimer();
-    this.#invalidate();
+  /**
+   * Lets `threads` run (all when undefined). The others stay held: gdb's scheduler-locking
+   * (`vCont;c:2`) runs one vCPU, as QEMU's gdbstub does.
+   */
+  resume(threads?: readonly number[]): Promise<void> {
     if (this.#gone !== undefined) return Promise.reject(new TargetGoneError(this.#gone));
+    let vcpus: number[] | undefined;
     try {
-      this.#guard(() => this.control.release());
+      vcpus = threads?.map((thread) => this.vcpuOf(thread));
+      if (vcpus === undefined) this.#stopTimer();
+      this.#invalidate();
+      this.#guard(() => this.control.release(vcpus));
     } catch (error) {
       return Promise.reject(error);
     }
@@ -263,7 +268,6 @@ export class VmTarget implements DebugTarget {
   }
 
   async detach(): Promise<void> {
-    this.#stops = 0; // the next debugger's attach is a first stop again
     if (this.#gone !== undefined) {
       this.#stopTimer();
       return;
@@ -349,7 +353,8 @@ export class VmTarget implements DebugTarget {
   }
 
   #cacheable(vcpu: number): boolean {
-    return this.control.held &&
+    // While some vCPUs run (a per-thread resume), shared memory and page tables may change.
+    return this.control.held && this.control.free.size === 0 &&
       (this.control.mine.has(vcpu) || this.control.bhyves.has(vcpu));
   }
 

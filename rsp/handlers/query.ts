@@ -114,6 +114,11 @@ export function threadAlive(ctx: Context, args: string): void {
 
 /** `?`: why the target stopped (the attach stop, or the last one). */
 export async function haltReason(ctx: Context): Promise<Outcome> {
+  if (ctx.running) {
+    // All-stop: nothing stopped yet (the stop reply is still to come); say so, change nothing.
+    ctx.error(ErrorCode.unsupported, "The target is running: no stop to report yet");
+    return;
+  }
   const stop = ctx.state.lastStop;
   if (stop.kind === "exited") await ctx.console(`${stop.message}\n`);
   ctx.reply.text(ctx.stopReply(stop));

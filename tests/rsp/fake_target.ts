@@ -108,11 +108,20 @@ export class FakeTarget implements DebugTarget {
   #gone = false;
   #wakeup: ((event: StopEvent) => void) | undefined;
   monitor?: (command: string, thread: number) => string;
+  step?: (thread: number, signal: AbortSignal) => Promise<StopEvent>;
 
   constructor(options: FakeOptions = {}) {
     this.#description = { architecture: "i386:x86-64", features: table() };
     this.#threadCount = options.threads ?? 2;
     this.#canStep = options.canStep ?? false;
+    if (this.#canStep) {
+      // One instruction: the thread stops at once, reporting a step.
+      this.step = (thread: number) => {
+        this.calls.push(`step ${thread}`);
+        this.#checkGone();
+        return Promise.resolve({ kind: "stopped", thread, signal: 5, reason: { type: "step" } });
+      };
+    }
     for (let i = 0; i < MEMORY_SIZE; i++) this.memory[i] = i & 0xff;
     if (options.monitor !== false) {
       this.monitor = (command: string, thread: number) => {
@@ -181,8 +190,8 @@ export class FakeTarget implements DebugTarget {
     return Promise.resolve({ kind: "stopped", thread: 1, signal: 5 });
   }
 
-  resume(): Promise<void> {
-    this.calls.push("resume");
+  resume(threads?: readonly number[]): Promise<void> {
+    this.calls.push(threads === undefined ? "resume" : `resume ${threads.join(",")}`);
     this.#checkGone();
     this.#running = true;
     return Promise.resolve();

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { Session } from "../../rsp/session.ts";
 import { TargetError, TargetGoneError } from "../../rsp/target.ts";
 import { targetXml } from "../../rsp/target_xml.ts";
-import { textToHex } from "../../rsp/hex.ts";
+import { hexToText, textToHex } from "../../rsp/hex.ts";
 import { type FakeOptions, FakeTarget } from "./fake_target.ts";
 import { MockConnection } from "./mock_connection.ts";
 
@@ -207,7 +207,7 @@ Deno.test("thread lists longer than one packet continue in qsThreadInfo", async 
   await finish(s);
 });
 
-Deno.test("writes, breakpoints and steps are refused with the target's reason", async () => {
+Deno.test("writes are refused with the target's reason", async () => {
   const s = await startGdb();
   assert.equal(
     await s.conn.ask("M1000,1:00"),
@@ -225,21 +225,117 @@ Deno.test("writes, breakpoints and steps are refused with the target's reason", 
     await s.conn.ask("G00"),
     "E.Writing registers is not available: the fake is read-only",
   );
-  assert.equal(
-    await s.conn.ask("Z0,1000,1"),
-    "E.Breakpoints are not available: the fake has no breakpoint exits",
-  );
-  assert.equal(await s.conn.ask("vCont?"), "vCont;c;C;t");
-  const reason = "Single-step is not available: the fake cannot step";
-  for (const step of ["vCont;s:1;c", "s"]) {
-    assert.equal(await s.conn.ask(step), "O" + textToHex(reason + "\n"));
-    assert.equal(
-      await s.conn.reply(),
-      `T05thread:1;reason:exception;description:${textToHex(reason)};`,
-    );
-  }
   assert.deepEqual(s.target.calls, ["stop"]);
   await finish(s);
+});
+
+/** The O packet and the stop reply of a refusal, as the session sends them. */
+async function refusal(s: { conn: MockConnection }, packet: string, thread = 1) {
+  const console = await s.conn.ask(packet);
+  assert.ok(console.startsWith("O"), console);
+  const text = hexToText(console.slice(1)) ?? "";
+  assert.ok(text.endsWith("\n"));
+  const message = text.slice(0, -1);
+  assert.equal(
+    await s.conn.reply(),
+    `T00thread:${thread};reason:exception;description:${textToHex(message)};`,
+  );
+  return message;
+}
+
+Deno.test("a refused step is a no-signal stop with the reason, and ? says the same", async () => {
+  const s = await startGdb();
+  assert.equal(await s.conn.ask("vCont?"), "vCont;c;C;t");
+  const reason = "Single-step is not available: the fake cannot step";
+  assert.equal(await refusal(s, "vCont;s:2;c", 2), reason);
+  assert.equal(
+    await s.conn.ask("?"),
+    `T00thread:2;reason:exception;description:${textToHex(reason)};`,
+  );
+  // The stop named thread 2: gdb is on it now, and a plain `s` means it.
+  assert.equal(await refusal(s, "s", 2), reason);
+  assert.match(await refusal(s, "vCont;C1e", 2), /cannot deliver signal 30 to a VM/);
+  assert.match(await refusal(s, "c1000", 2), /Cannot resume at 0x1000: Writing registers/);
+  assert.deepEqual(s.target.calls, ["stop"]);
+  await finish(s);
+});
+
+Deno.test("breakpoints the target cannot honour: accepted, then the continue is refused", async () => {
+  const s = await startGdb();
+  assert.equal(await s.conn.ask("Z0,1000,1"), "OK");
+  assert.equal(await s.conn.ask("Z2,2000,4"), "OK");
+  const message = await refusal(s, "vCont;c");
+  assert.match(
+    message,
+    /^Cannot continue: the VM would run past the breakpoint at 0x1000, the write watchpoint on 4 bytes at 0x2000, which cannot be set\. Breakpoints are not available: the fake has no breakpoint exits/,
+  );
+  assert.match(message, /The VM stays stopped: delete or disable them to continue\.$/);
+  assert.equal(await s.conn.ask("z0,1000,1"), "OK");
+  assert.equal(await s.conn.ask("z2,2000,4"), "OK");
+  s.conn.send("c");
+  await new Promise((r) => setTimeout(r, 20));
+  assert.ok(s.target.running);
+  s.conn.push("\x03");
+  assert.equal(await s.conn.reply(), "T02thread:1;");
+  assert.deepEqual(s.target.calls, ["stop", "resume", "waitForStop", "stop"]);
+  await finish(s);
+});
+
+Deno.test("protocol misuse while running gets an error and changes nothing", async () => {
+  const s = await startGdb();
+  s.conn.send("vCont;c");
+  await new Promise((r) => setTimeout(r, 20));
+  assert.equal(
+    await s.conn.ask("vCont;s:1"),
+    "E01",
+  );
+  assert.equal(await s.conn.ask("c"), "E01");
+  assert.equal(await s.conn.ask("?"), "E01");
+  assert.ok(s.target.running);
+  s.conn.push("\x03");
+  assert.equal(await s.conn.reply(), "T02thread:1;");
+  assert.equal(await s.conn.ask("?"), "T02thread:1;");
+  await finish(s);
+});
+
+Deno.test("a Ctrl-C that crosses a refusal stops the next resume; any other packet forgets it", async () => {
+  const s = await startGdb();
+  await refusal(s, "vCont;s:1");
+  s.conn.push("\x03");
+  assert.equal(await s.conn.ask("vCont;s:1"), "T02thread:1;");
+  s.conn.push("\x03");
+  assert.equal(await s.conn.ask("qC"), "QC1");
+  await refusal(s, "vCont;s:1");
+  assert.deepEqual(s.target.calls, ["stop"]);
+  await finish(s);
+});
+
+Deno.test("per-thread continue runs only that thread; the Ctrl-C stop names it", async () => {
+  const s = await startGdb({ threads: 3 });
+  s.conn.send("vCont;c:2");
+  await new Promise((r) => setTimeout(r, 20));
+  s.conn.push("\x03");
+  assert.equal(await s.conn.reply(), "T02thread:2;");
+  assert.equal(await s.conn.ask("vCont;c:9"), "E03");
+  assert.deepEqual(s.target.calls, ["stop", "resume 2", "waitForStop", "stop"]);
+  await finish(s);
+});
+
+Deno.test("a target that can step: the step runs and reports SIGTRAP on that thread", async () => {
+  const s = await startGdb({ canStep: true, threads: 3 });
+  assert.equal(await s.conn.ask("vCont;s:3;c"), "T05thread:3;");
+  assert.deepEqual(s.target.calls, ["stop", "step 3"]);
+  await finish(s);
+});
+
+Deno.test("k detaches and says so in a reply lldb prints whole", async () => {
+  const s = await startLldb();
+  assert.equal(
+    await s.conn.ask("k"),
+    "E.bhyve-gdbstub never kills a VM: it detached instead, and the VM runs on as it did before the attach",
+  );
+  await s.done;
+  assert.deepEqual(s.target.calls, ["stop", "detach"]);
 });
 
 Deno.test("a target that can step advertises s and S in vCont?", async () => {
@@ -251,7 +347,7 @@ Deno.test("a target that can step advertises s and S in vCont?", async () => {
 Deno.test("without gdb's vContSupported+, errors stay Enn (gdb 13 reads m errors as hex)", async () => {
   const s = start();
   await s.conn.ask("qSupported");
-  assert.equal(await s.conn.ask("Z0,1000,1"), "E01");
+  assert.equal(await s.conn.ask("P0=00"), "E01");
   await finish(s);
 });
 

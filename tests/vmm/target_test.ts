@@ -49,10 +49,11 @@ Deno.test("threads are the active vCPUs, id = vCPU + 1, with their state and mod
   assert.ok(vm.closed);
 });
 
-Deno.test("stop reports SIGTRAP first, SIGINT after; registers are cached while held", async () => {
+Deno.test("every stop is an interrupt (the session picks the signal); registers are cached while held", async () => {
   const vm = longModeVm();
   const target = new VmTarget(vm, fast);
-  assert.deepEqual(await target.stop(), { kind: "stopped", thread: 1, signal: 5 });
+  const held = { kind: "stopped", thread: 1, signal: 5, reason: { type: "interrupt" } };
+  assert.deepEqual(await target.stop(), held);
   const rip = registerByName("rip")!.regnum;
   const regs = target.readRegisters(2);
   assert.deepEqual([...regs[rip]!], [1, 0, 0, 0x80, 0xff, 0xff, 0xff, 0xff]);
@@ -64,7 +65,7 @@ Deno.test("stop reports SIGTRAP first, SIGINT after; registers are cached while 
   await target.resume();
   assert.deepEqual([...vm.debug], []);
   vm.setReg(1, VmReg.RIP, 0x1234n);
-  assert.deepEqual(await target.stop(), { kind: "stopped", thread: 1, signal: 2 });
+  assert.deepEqual(await target.stop(), held);
   assert.deepEqual([...target.readRegister(2, rip)!], [0x34, 0x12, 0, 0, 0, 0, 0, 0]);
   await target.detach();
 });
@@ -179,5 +180,22 @@ Deno.test("the held poll holds an AP bhyve releases, and resume runs it", async 
   await new Promise((r) => setTimeout(r, 30));
   assert.ok(vm.debug.has(2));
   await target.resume();
+  assert.deepEqual([...vm.debug], []);
+});
+
+Deno.test("a per-thread resume runs that vCPU only; the held poll leaves it running", async () => {
+  const vm = longModeVm();
+  const target = new VmTarget(vm, fast);
+  await target.stop();
+  await target.resume([2]);
+  assert.deepEqual([...vm.debug], [0]);
+  assert.match(target.threads()[1]!.extra, /^vCPU 1, running/);
+  await new Promise((r) => setTimeout(r, 30)); // several held polls
+  assert.deepEqual([...vm.debug], [0]);
+  await target.stop();
+  assert.deepEqual([...vm.debug].sort(), [0, 1]);
+  await assert.rejects(() => target.resume([7]), /Thread 7 is not an active vCPU/);
+  assert.deepEqual([...vm.debug].sort(), [0, 1], "a bad thread resumes nothing");
+  await target.detach();
   assert.deepEqual([...vm.debug], []);
 });
