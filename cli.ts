@@ -40,6 +40,8 @@ export interface Options {
   /** Explicit libvmmapi path (`--vmmapi` or `BHYVE_GDBSTUB_VMMAPI`), if any. */
   vmmapi?: string;
   logLevel: LogLevel;
+  /** `--allow-write`: memory and register writes reach the guest (off by default). */
+  allowWrite?: boolean;
 }
 
 export type Command =
@@ -108,6 +110,7 @@ export function parseCommandLine(
         gdb: { type: "string", short: "G" },
         vmmapi: { type: "string" },
         "log-level": { type: "string" },
+        "allow-write": { type: "boolean" },
         help: { type: "boolean", short: "h" },
         version: { type: "boolean", short: "V" },
       },
@@ -132,6 +135,7 @@ export function parseCommandLine(
     listen: parseListenSpec(v.gdb),
     logLevel: logLevel as LogLevel,
   };
+  if (v["allow-write"]) options.allowWrite = true;
   const vmmapi = v.vmmapi ?? env.get("BHYVE_GDBSTUB_VMMAPI");
   if (vmmapi !== undefined && vmmapi !== "") options.vmmapi = vmmapi;
   return { kind: "run", options };
@@ -166,6 +170,9 @@ Options:
   --vmmapi PATH        the libvmmapi shared library (also BHYVE_GDBSTUB_VMMAPI);
                        default: libvmmapi.so.6, then libvmmapi.so.5
   --log-level LEVEL    trace, debug (every packet), info (default), warning, error
+  --allow-write        let the debugger write guest memory (RAM only, through the
+                       vCPU's page tables) and registers (set var, set $rax, jump);
+                       off by default: nothing is ever written to the guest
   -h, --help           this text
   -V, --version        the version
 

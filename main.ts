@@ -86,9 +86,9 @@ async function serveVm(api: Vmmapi, options: Options, signal: AbortSignal): Prom
           "does not exist yet). From outside bhyve this is the earliest possible stop, not the " +
           "first instruction.",
       );
-      target = await waitAndHold(api, vm, { signal });
+      target = await waitAndHold(api, vm, { signal, allowWrite: options.allowWrite ?? false });
     } else {
-      target = openTarget(api, vm);
+      target = openTarget(api, vm, { allowWrite: options.allowWrite ?? false });
     }
   } catch (error) {
     if (signal.aborted) return 0;

@@ -23,6 +23,7 @@ import { cpuModeName, guestPaging, pagingModeName, type PagingState } from "./pa
 import { RegisterReader, type RegisterValues } from "./register_reader.ts";
 import { REGISTERS, targetDescription } from "./registers.ts";
 import { RunControl } from "./run_control.ts";
+import { GuestWriter } from "./write/mod.ts";
 import { isGone, type VmHandle, VmmError, VmReg } from "./vmmapi.ts";
 
 const log = getLogger(["bhyve-gdbstub", "vmm"]);
@@ -40,6 +41,11 @@ export interface VmTargetOptions {
   heldPollMs?: number;
   /** While running: how often to check that the VM still exists (ms). */
   runningPollMs?: number;
+  /**
+   * `--allow-write`: memory and register writes reach the guest (the VM must have been opened
+   * writable for memory). Off by default: nothing is ever written to the guest.
+   */
+  allowWrite?: boolean;
 }
 
 const UNSUPPORTED: Record<Capability, string> = {
@@ -49,11 +55,14 @@ const UNSUPPORTED: Record<Capability, string> = {
     "BPT_EXIT enabled, bhyve aborts the whole VM on a breakpoint exit it did not expect; " +
     "without it, the int3 goes to the guest. Hardware breakpoints' debug exceptions likewise go to the " +
     "guest or to bhyve's own thread (use bhyve's own -G for breakpoints).",
-  "write-memory": "Writing guest memory is not available: bhyve-gdbstub never writes to the " +
-    "guest (read-only by design; guest RAM is mapped read-only).",
-  "write-register": "Writing registers is not available: bhyve-gdbstub never writes to the " +
-    "guest (read-only by design).",
+  "write-memory": "Writing guest memory is not available: bhyve-gdbstub was started without " +
+    "--allow-write, so it never writes to the guest.",
+  "write-register": "Writing registers is not available: bhyve-gdbstub was started without " +
+    "--allow-write, so it never writes to the guest.",
 };
+
+/** The write capabilities, which `--allow-write` turns on. */
+const WRITES: ReadonlySet<Capability> = new Set(["write-memory", "write-register"]);
 
 /** The VM model behind a debugger session. */
 export class VmTarget implements DebugTarget {
@@ -61,6 +70,8 @@ export class VmTarget implements DebugTarget {
   readonly memory: GuestMemory;
   readonly registers: RegisterReader;
   readonly control: RunControl;
+  readonly writer: GuestWriter;
+  readonly allowWrite: boolean;
   /** Whether readMemory takes guest-physical addresses (`monitor phys on`). */
   physicalMode = false;
 
@@ -79,6 +90,8 @@ export class VmTarget implements DebugTarget {
     this.memory = new GuestMemory(vm);
     this.registers = new RegisterReader(vm);
     this.control = new RunControl(vm);
+    this.writer = new GuestWriter(vm, this.memory);
+    this.allowWrite = options.allowWrite ?? false;
     this.#heldPollMs = options.heldPollMs ?? 75;
     this.#runningPollMs = options.runningPollMs ?? 250;
   }
@@ -280,7 +293,42 @@ export class VmTarget implements DebugTarget {
   }
 
   unsupported(capability: Capability): string | undefined {
+    if (this.allowWrite && WRITES.has(capability)) return undefined;
     return UNSUPPORTED[capability];
+  }
+
+  writeMemory(thread: number, address: bigint, data: Uint8Array): void {
+    const vcpu = this.#writable(thread, "write-memory");
+    try {
+      this.#guard(() => {
+        const paging = this.physicalMode ? undefined : this.pagingState(vcpu).paging;
+        this.writer.writeMemory(vcpu, paging, address, data);
+      });
+    } finally {
+      this.#invalidate(); // page tables may have changed, and with them any translation
+    }
+  }
+
+  writeRegister(thread: number, regnum: number, value: Uint8Array): void {
+    const vcpu = this.#writable(thread, "write-register");
+    const def = REGISTERS[regnum];
+    if (def === undefined) throw new TargetError(`No register number ${regnum}`, EIO);
+    try {
+      this.#guard(() => this.writer.writeRegister(vcpu, def, value));
+    } finally {
+      this.#invalidate(); // CR0/CR3/CR4/EFER change translation; RIP, what gdb reads next
+    }
+  }
+
+  /** The vCPU of `thread` if writes are allowed and it is parked (no race with its own run). */
+  #writable(thread: number, capability: Capability): number {
+    const reason = this.unsupported(capability);
+    if (reason !== undefined) throw new TargetError(reason, 1);
+    const vcpu = this.vcpuOf(thread);
+    if (!this.control.held || this.control.free.has(vcpu)) {
+      throw new TargetError(`vCPU ${vcpu} is running: stop it before writing`, 16);
+    }
+    return vcpu;
   }
 
   monitor(command: string, thread: number): string {

@@ -476,3 +476,29 @@ Deno.test("attach failure: a vanished target is reported as an exit; other error
   await new Session(broken, new MockConnection()).run();
   assert.deepEqual(broken.calls, ["detach"]);
 });
+
+Deno.test("writes reach a target that writes: M, X, P, and G only where bytes changed", async () => {
+  const s = await startGdb({ allowWrite: true });
+  assert.equal(await s.conn.ask("M1000,2:abcd"), "OK");
+  assert.deepEqual([...s.target.memory.subarray(0, 2)], [0xab, 0xcd]);
+  assert.equal(await s.conn.ask("X1002,2:}]}\x03"), "OK"); // escaped } and #
+  assert.deepEqual([...s.target.memory.subarray(2, 4)], [0x7d, 0x23]);
+  assert.equal(await s.conn.ask("X1000,0:"), "OK");
+  assert.equal(await s.conn.ask("M1000,2:ab"), "E16"); // length mismatch: malformed
+  // gdb 13 prints no text for an M/X error ("Cannot access memory"): the code only.
+  assert.equal(await s.conn.ask("M3fff,2:0102"), "E0e");
+  assert.equal(await s.conn.ask("P10=1122334455667788"), "OK");
+  assert.equal(await s.conn.ask("p10"), "1122334455667788");
+  const g = await s.conn.ask("g");
+  const rax = "2a00000000000000";
+  assert.equal(await s.conn.ask(`G${rax}${g.slice(16)}`), "OK");
+  assert.equal((await s.conn.ask("g")).slice(0, 16), rax);
+  assert.deepEqual(s.target.calls.filter((c) => c.startsWith("write")), [
+    "writeMemory 1 1000 2",
+    "writeMemory 1 1002 2",
+    "writeMemory 1 3fff 2",
+    "writeRegister 1 16",
+    "writeRegister 1 0",
+  ]);
+  await finish(s);
+});
