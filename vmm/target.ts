@@ -48,7 +48,8 @@ export interface VmTargetOptions {
   allowWrite?: boolean;
 }
 
-const UNSUPPORTED: Record<Capability, string> = {
+/** Why each capability is missing on a VM, in the words the user sees. */
+export const UNSUPPORTED: Readonly<Record<Capability, string>> = {
   "step": "Single-step is not available: bhyve-gdbstub runs outside bhyve, and a stock bhyve " +
     "continues the MTRAP exit instead of stopping (use bhyve's own -G to step).",
   "breakpoint": "Breakpoints are not available: bhyve-gdbstub runs outside bhyve. With " +

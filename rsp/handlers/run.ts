@@ -145,12 +145,15 @@ function moveTo(ctx: Context, thread: number, address: bigint): string | undefin
 }
 
 function unarmedReason(ctx: Context): string {
-  const list = [...ctx.state.unarmed.values()];
-  const named = list.slice(0, 3).map(describeBreakpoint).join(", ") +
-    (list.length > 3 ? ` and ${list.length - 3} more` : "");
+  const list = [...ctx.state.unarmed.values()].map(describeBreakpoint);
+  const shown = list.length > 3 ? [...list.slice(0, 3), `${list.length - 3} more`] : list;
+  const named = shown.length === 1
+    ? shown[0]
+    : `${shown.slice(0, -1).join(", ")} and ${shown.at(-1)}`;
+  const why = ctx.target.unsupported("breakpoint") ?? "Breakpoints are not supported";
   return `Cannot continue: the VM would run past ${named}, which cannot be set. ` +
-    `${ctx.target.unsupported("breakpoint") ?? "Breakpoints are not supported."} ` +
-    "The VM stays stopped: delete or disable them to continue.";
+    `${why.endsWith(".") ? why : `${why}.`} The VM stays stopped: delete or disable them to ` +
+    "continue.";
 }
 
 /**

@@ -267,7 +267,7 @@ Deno.test("breakpoints the target cannot honour: accepted, then the continue is 
   const message = await refusal(s, "vCont;c");
   assert.match(
     message,
-    /^Cannot continue: the VM would run past the breakpoint at 0x1000, the write watchpoint on 4 bytes at 0x2000, which cannot be set\. Breakpoints are not available: the fake has no breakpoint exits/,
+    /^Cannot continue: the VM would run past the breakpoint at 0x1000 and the write watchpoint on 4 bytes at 0x2000, which cannot be set\. Breakpoints are not available: the fake has no breakpoint exits/,
   );
   assert.match(message, /The VM stays stopped: delete or disable them to continue\.$/);
   assert.equal(await s.conn.ask("z0,1000,1"), "OK");
