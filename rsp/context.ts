@@ -36,6 +36,12 @@ export interface SessionState {
    * be shown in words (gdb 13 and lldb 14 drop the text of an error reply to `Z`).
    */
   unarmed: Map<string, Breakpoint>;
+  /**
+   * `monitor breakpoints ignore`: continues run past unarmed breakpoints (with a note) instead
+   * of being refused, for breakpoints a user cannot delete (gdb's internal ones, such as the
+   * one Linux's `lx-symbols` sets).
+   */
+  ignoreUnarmed: boolean;
 }
 
 /** What a handler asks the session to do after it returns. */

@@ -182,6 +182,7 @@ export class Session {
       lastStop: { kind: "stopped", thread: 1, signal: Signal.trap },
       threadCursor: 0,
       unarmed: new Map(),
+      ignoreUnarmed: false,
     };
     this.#context = this.#makeContext();
   }

@@ -11,6 +11,7 @@ import { formatSupported, parseSupported } from "../packets/supported.ts";
 import { ALL_THREADS, ANY_THREAD, parseThreadId } from "../packets/thread_id.ts";
 import { parseXferRead, xferSlice } from "../packets/xfer.ts";
 import { targetXml } from "../target_xml.ts";
+import { breakpointsMonitor } from "./run.ts";
 
 /** `qSupported[:features]`. */
 export function supported(ctx: Context, args: string): void {
@@ -130,8 +131,14 @@ export async function haltReason(ctx: Context): Promise<Outcome> {
  * target the empty reply tells gdb the packet is unsupported.
  */
 export async function monitor(ctx: Context, args: string): Promise<Outcome> {
-  if (ctx.target.monitor === undefined) return;
   const command = hexToText(args);
+  const session = command === undefined ? undefined : breakpointsMonitor(ctx, command);
+  if (session !== undefined) {
+    await ctx.console(session);
+    ctx.reply.text("OK");
+    return;
+  }
+  if (ctx.target.monitor === undefined) return;
   if (command === undefined) {
     ctx.error(ErrorCode.malformed, "Malformed qRcmd: the command is not hex");
     return;

@@ -98,7 +98,10 @@ async function resume(
     ctx.step(thread);
     return "deferred";
   }
-  if (ctx.state.unarmed.size > 0) return await refuse(ctx, unarmedReason(ctx), thread);
+  if (ctx.state.unarmed.size > 0) {
+    if (!ctx.state.ignoreUnarmed) return await refuse(ctx, unarmedReason(ctx), thread);
+    await ctx.console(`Running past ${namedUnarmed(ctx)} (monitor breakpoints ignore).\n`);
+  }
   if (command.threads !== undefined) {
     const known = new Set(ctx.target.threads().map((t) => t.id));
     const unknown = command.threads.find((t) => !known.has(t));
@@ -144,16 +147,36 @@ function moveTo(ctx: Context, thread: number, address: bigint): string | undefin
   ctx.target.writeRegister(thread, rip.regnum, value);
 }
 
-function unarmedReason(ctx: Context): string {
+/** The unarmed breakpoints in words: "the breakpoint at 0x… and the write watchpoint …". */
+function namedUnarmed(ctx: Context): string {
   const list = [...ctx.state.unarmed.values()].map(describeBreakpoint);
   const shown = list.length > 3 ? [...list.slice(0, 3), `${list.length - 3} more`] : list;
-  const named = shown.length === 1
-    ? shown[0]
-    : `${shown.slice(0, -1).join(", ")} and ${shown.at(-1)}`;
+  return shown.length === 1 ? shown[0]! : `${shown.slice(0, -1).join(", ")} and ${shown.at(-1)}`;
+}
+
+function unarmedReason(ctx: Context): string {
   const why = ctx.target.unsupported("breakpoint") ?? "Breakpoints are not supported";
-  return `Cannot continue: the VM would run past ${named}, which cannot be set. ` +
+  return `Cannot continue: the VM would run past ${namedUnarmed(ctx)}, which cannot be set. ` +
     `${why.endsWith(".") ? why : `${why}.`} The VM stays stopped: delete or disable them to ` +
-    "continue.";
+    "continue (or 'monitor breakpoints ignore' to run past them).";
+}
+
+/**
+ * `monitor breakpoints [ignore|refuse]`: whether a continue runs past breakpoints the target
+ * cannot set (see {@link SessionState.ignoreUnarmed}); answered by the session, not the target.
+ * Returns the console text, or undefined when `command` is not this one.
+ */
+export function breakpointsMonitor(ctx: Context, command: string): string | undefined {
+  const [name, mode, extra] = command.trim().split(/\s+/);
+  if (name !== "breakpoints") return undefined;
+  if (extra !== undefined || (mode !== undefined && mode !== "ignore" && mode !== "refuse")) {
+    return "Usage: monitor breakpoints [ignore|refuse]\n";
+  }
+  if (mode !== undefined) ctx.state.ignoreUnarmed = mode === "ignore";
+  const set = ctx.state.unarmed.size === 0 ? "none set" : `set now: ${namedUnarmed(ctx)}`;
+  return `Breakpoints the VM cannot honour (${set}): a continue ${
+    ctx.state.ignoreUnarmed ? "runs past them" : "is refused while any is set"
+  }.\n`;
 }
 
 /**

@@ -269,7 +269,10 @@ Deno.test("breakpoints the target cannot honour: accepted, then the continue is 
     message,
     /^Cannot continue: the VM would run past the breakpoint at 0x1000 and the write watchpoint on 4 bytes at 0x2000, which cannot be set\. Breakpoints are not available: the fake has no breakpoint exits/,
   );
-  assert.match(message, /The VM stays stopped: delete or disable them to continue\.$/);
+  assert.match(
+    message,
+    /The VM stays stopped: delete or disable them to continue \(or 'monitor breakpoints ignore' to run past them\)\.$/,
+  );
   assert.equal(await s.conn.ask("z0,1000,1"), "OK");
   assert.equal(await s.conn.ask("z2,2000,4"), "OK");
   s.conn.send("c");
@@ -500,5 +503,33 @@ Deno.test("writes reach a target that writes: M, X, P, and G only where bytes ch
     "writeRegister 1 16",
     "writeRegister 1 0",
   ]);
+  await finish(s);
+});
+
+Deno.test("monitor breakpoints ignore: a continue runs past unarmed breakpoints, saying so", async () => {
+  const s = await startGdb();
+  assert.equal(await s.conn.ask("Z0,1000,1"), "OK");
+  await refusal(s, "c");
+  const ask = async (command: string) => {
+    const first = await s.conn.ask(`qRcmd,${textToHex(command)}`);
+    assert.equal(await s.conn.reply(), "OK");
+    return hexToText(first.slice(1)) ?? "";
+  };
+  assert.equal(
+    await ask("breakpoints ignore"),
+    "Breakpoints the VM cannot honour (set now: the breakpoint at 0x1000): a continue runs past them.\n",
+  );
+  assert.equal(await ask("breakpoints bogus"), "Usage: monitor breakpoints [ignore|refuse]\n");
+  const note = await s.conn.ask("c");
+  assert.equal(
+    hexToText(note.slice(1)),
+    "Running past the breakpoint at 0x1000 (monitor breakpoints ignore).\n",
+  );
+  await new Promise((r) => setTimeout(r, 20));
+  assert.ok(s.target.running);
+  s.conn.push("\x03");
+  assert.equal(await s.conn.reply(), "T02thread:1;");
+  assert.match(await ask("breakpoints refuse"), /a continue is refused while any is set/);
+  await refusal(s, "c");
   await finish(s);
 });
