@@ -246,6 +246,14 @@ export class VmTarget implements DebugTarget {
     let vcpus: number[] | undefined;
     try {
       vcpus = threads?.map((thread) => this.vcpuOf(thread));
+      if (vcpus !== undefined && !vcpus.some((vcpu) => this.control.mine.has(vcpu))) {
+        throw new TargetError(
+          `Nothing to run: ${
+            vcpus.map((v) => `vCPU ${v} is ${this.control.state(v, this.activeCpus())}`).join(", ")
+          } (bhyve starts an AP itself, on its SIPI)`,
+          16,
+        );
+      }
       if (vcpus === undefined) this.#stopTimer();
       this.#invalidate();
       this.#guard(() => this.control.release(vcpus));

@@ -16,7 +16,7 @@ import {
   type ResumeCommand,
 } from "../packets/resume.ts";
 import { Signal } from "../packets/stop_reply.ts";
-import type { StopEvent } from "../target.ts";
+import { type StopEvent, TargetError } from "../target.ts";
 
 /** `c`, `C`, `s`, `S`. */
 export function resumeLetter(ctx: Context, _args: string, body: string): Promise<Outcome> {
@@ -110,7 +110,13 @@ async function resume(
       return;
     }
   }
-  await ctx.resume(command.threads);
+  try {
+    await ctx.resume(command.threads);
+  } catch (error) {
+    // e.g. the one thread to run is a vCPU bhyve holds: nothing ran, say why.
+    if (error instanceof TargetError) return await refuse(ctx, error.message, thread);
+    throw error;
+  }
   return "deferred";
 }
 

@@ -31,8 +31,10 @@ interface Backend extends AsyncDisposable {
    * the `ignore` section (call after it left).
    */
   assertHeldWhileAttached(output: string): void;
-  /** Settles once the guest runs (for the Ctrl-C of the `ignore` section). */
-  resumed(): Promise<void>;
+  /** Settles once vCPU `cpu` runs (for a Ctrl-C), after the debugger held it. */
+  resumed(cpu?: number): Promise<void>;
+  /** Asserts that a scheduler-locked continue of thread 2 ran vCPU 1 only. */
+  assertRanOnly2(): Promise<void>;
   /** Asserts that the guest runs again (the debugger left or "killed" it). */
   assertRunsAfter(): Promise<void>;
 }
@@ -58,6 +60,10 @@ function imageBackend(allowWrite: boolean): Backend {
     },
     async resumed() {
       while (!target.running) await new Promise((r) => setTimeout(r, 10));
+    },
+    assertRanOnly2() {
+      assert.ok(target.calls.includes("resume 2"), target.calls.join(" "));
+      return Promise.resolve();
     },
     assertRunsAfter() {
       assert.equal(target.calls.at(-1), "detach");
@@ -90,9 +96,13 @@ async function vmBackend(allowWrite: boolean): Promise<Backend> {
     async assertRunsAfter() {
       assert.ok(await probe.running([0, 1]), "the guest runs again");
     },
-    async resumed() {
-      await probe.waitHeld([0], true, 60_000);
-      assert.ok(await probe.waitHeld([0], false, 60_000), "the ignore section's continue runs");
+    async resumed(cpu = 0) {
+      await probe.waitHeld([cpu], true, 60_000);
+      assert.ok(await probe.waitHeld([cpu], false, 60_000), `vCPU ${cpu} runs`);
+    },
+    async assertRanOnly2() {
+      // Checked while vCPU 1 runs, before the Ctrl-C.
+      assert.ok(await probe.stopped([0], 300), "vCPU 0 stays held");
     },
     async [Symbol.asyncDispose]() {
       probe[Symbol.dispose]();
@@ -310,6 +320,22 @@ for (const { name, make, ignore } of backends) {
       assert.match(r.id!, new RegExp(`= ${allowWrite ? 7 : id}$`, "m"), check.output);
       if (allowWrite) assert.match(r.rax!, /= 77$/m, check.output);
       else assert.doesNotMatch(r.rax!, /= 77$/m, check.output);
+
+      // Scheduler-locking: `vCont;c:2` runs vCPU 1 alone; the Ctrl-C stop names thread 2.
+      const onlyTwo = backend.resumed(1).then(() => backend.assertRanOnly2());
+      const locked = await runGdb([
+        `file ${GUEST_ELF}`,
+        `target remote ${backend.address}`,
+        "set scheduler-locking on",
+        "thread 2",
+        "continue",
+        "info threads",
+        "detach",
+      ], { timeoutMs: 60_000, interruptOn: onlyTwo.catch(() => {}) });
+      assert.ok(!locked.timedOut, locked.output);
+      await onlyTwo;
+      assert.match(locked.output, /Thread 2 (?:"[^"]*" )?received signal SIGINT/, locked.output);
+      assert.match(locked.output, /^\* 2 +Thread 2/m, locked.output);
     });
 
     Deno.test(

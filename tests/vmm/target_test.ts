@@ -263,3 +263,16 @@ Deno.test("writes: refused without --allow-write; with it, page by page, registe
   );
   await target.detach();
 });
+
+Deno.test("a per-thread resume of a vCPU bhyve holds runs nothing and says why", async () => {
+  const vm = longModeVm();
+  vm.debug.add(1); // an AP bhyve has not started
+  const target = new VmTarget(vm, fast);
+  await target.stop();
+  await assert.rejects(
+    () => target.resume([2]),
+    /^TargetError: Nothing to run: vCPU 1 is held by bhyve \(bhyve starts an AP itself, on its SIPI\)$/,
+  );
+  assert.deepEqual([...vm.debug].sort(), [0, 1]);
+  await target.detach();
+});
