@@ -124,6 +124,9 @@ function announce(options: Options, addr: Deno.NetAddr): void {
         `the memory of VM ${options.vm}`,
     );
   }
+  if (options.allowWrite) {
+    log.warn(`--allow-write: a debugger may change VM ${options.vm}'s memory and registers`);
+  }
   log.info(`serving VM ${options.vm}: gdb -ex 'target remote ${where}:${addr.port}'`);
 }
 
