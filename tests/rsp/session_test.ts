@@ -533,3 +533,18 @@ Deno.test("monitor breakpoints ignore: a continue runs past unarmed breakpoints,
   await refusal(s, "c");
   await finish(s);
 });
+
+Deno.test("a target with breakpoints gets Z/z; one it refuses is unarmed, with its reason", async () => {
+  const s = await startGdb({ breakpoints: true });
+  assert.equal(await s.conn.ask("Z0,1000,1"), "OK");
+  assert.equal(await s.conn.ask("Z4,2000,4"), "OK");
+  const message = await refusal(s, "c");
+  assert.match(
+    message,
+    /^Cannot continue: the VM would run past the access watchpoint on 4 bytes at 0x2000, which cannot be set\. Access watchpoints are not available: the fake has none\. The VM stays stopped/,
+  );
+  assert.equal(await s.conn.ask("z4,2000,4"), "OK");
+  assert.equal(await s.conn.ask("z0,1000,1"), "OK");
+  assert.deepEqual(s.target.calls, ["stop", "insert sw 1000", "remove sw 1000"]);
+  await finish(s);
+});
