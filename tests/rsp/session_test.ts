@@ -548,3 +548,21 @@ Deno.test("a target with breakpoints gets Z/z; one it refuses is unarmed, with i
   assert.deepEqual(s.target.calls, ["stop", "insert sw 1000", "remove sw 1000"]);
   await finish(s);
 });
+
+Deno.test("a step the target refuses is reported in words as a no-signal stop", async () => {
+  const s = await startGdb({ canStep: true });
+  const message = "Cannot emulate this instruction: the fake says no";
+  s.target.step = () =>
+    Promise.resolve({
+      kind: "stopped",
+      thread: 1,
+      signal: 5, // the session derives the signal from the reason
+      reason: { type: "refused", message },
+    });
+  assert.equal(await refusal(s, "vCont;s:1"), message);
+  assert.equal(
+    await s.conn.ask("?"),
+    `T00thread:1;reason:exception;description:${textToHex(message)};`,
+  );
+  await finish(s);
+});
