@@ -566,3 +566,13 @@ Deno.test("a step the target refuses is reported in words as a no-signal stop", 
   );
   await finish(s);
 });
+
+Deno.test("the attach reports SIGTRAP whatever the target's stop says (w mode held it before)", async () => {
+  const target = new FakeTarget();
+  target.stop = () =>
+    Promise.resolve({ kind: "stopped", thread: 1, signal: 2, reason: { type: "interrupt" } });
+  const conn = new MockConnection();
+  const done = new Session(target, conn).run();
+  assert.equal(await conn.ask("?"), "T05thread:1;");
+  await finish({ conn, done });
+});
