@@ -163,9 +163,12 @@ function namedUnarmed(ctx: Context): string {
 function unarmedReason(ctx: Context): string {
   const reasons = new Set([...ctx.state.unarmed.values()].map((u) => u.reason));
   const why = [...reasons].map((r) => (r.endsWith(".") ? r : `${r}.`)).join(" ");
+  // lldb keeps a refused step-out's plan, and re-inserts its breakpoint at every continue.
+  const lldb = ctx.state.gdbClient ? "" : " A refused 'thread step-out' stays pending until " +
+    "'thread plan discard 1'.";
   return `Cannot continue: the VM would run past ${namedUnarmed(ctx)}, which cannot be set. ` +
     `${why} The VM stays stopped: delete or disable them to continue (or 'monitor ` +
-    "breakpoints ignore' to run past them).";
+    `breakpoints ignore' to run past them).${lldb}`;
 }
 
 /**

@@ -226,6 +226,7 @@ function lldbScript(address: string): LldbStep[] {
     ...resumes("thread step-over"),
     ...resumes("thread step-inst"),
     ...resumes("thread step-out"),
+    "thread plan discard 1", // or every continue would re-insert the step-out's breakpoint
     "breakpoint set -n spin",
     ...resumes("process continue"),
     "breakpoint delete 1",
@@ -249,6 +250,16 @@ function assertLldb(output: string, allowWrite: boolean): void {
     output,
   );
   assert.match(output, /Breakpoint 1: where = guest\.elf`spin/, output);
+  assert.match(output, /A refused 'thread step-out' stays pending until 'thread plan discard 1'\./);
+  const spin =
+    /Breakpoint 1: where = guest\.elf`spin[^\n]*address = (0x[0-9a-f]+)/.exec(output)![1];
+  assert.match(
+    output,
+    new RegExp(
+      `stop reason = Cannot continue: the VM would run past the breakpoint at ${spin}, which`,
+    ),
+    "after the plan is discarded, only the user's breakpoint is left",
+  );
   assert.match(
     output,
     new RegExp(
