@@ -63,6 +63,14 @@ async function resume(
   const thread = command.kind === "step"
     ? (command.thread ?? ctx.thread(ctx.state.continueThread))
     : (command.threads?.[0] ?? ctx.thread(ctx.state.continueThread));
+  // Every thread named must exist, before anything runs or any stop names it.
+  const known = new Set(ctx.target.threads().map((t) => t.id));
+  const unknown = [thread, ...(command.kind === "continue" ? command.threads ?? [] : [])]
+    .find((t) => !known.has(t));
+  if (unknown !== undefined) {
+    ctx.error(ErrorCode.noThread, `Thread ${unknown} does not exist`);
+    return;
+  }
   if (ctx.takeInterrupt()) {
     // The Ctrl-C that crossed the last stop reply: this resume is its answer.
     const event: StopEvent = {
@@ -101,14 +109,6 @@ async function resume(
   if (ctx.state.unarmed.size > 0) {
     if (!ctx.state.ignoreUnarmed) return await refuse(ctx, unarmedReason(ctx), thread);
     await ctx.console(`Running past ${namedUnarmed(ctx)} (monitor breakpoints ignore).\n`);
-  }
-  if (command.threads !== undefined) {
-    const known = new Set(ctx.target.threads().map((t) => t.id));
-    const unknown = command.threads.find((t) => !known.has(t));
-    if (unknown !== undefined) {
-      ctx.error(ErrorCode.noThread, `Thread ${unknown} does not exist`);
-      return;
-    }
   }
   try {
     await ctx.resume(command.threads);

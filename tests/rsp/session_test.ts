@@ -320,6 +320,7 @@ Deno.test("per-thread continue runs only that thread; the Ctrl-C stop names it",
   s.conn.push("\x03");
   assert.equal(await s.conn.reply(), "T02thread:2;");
   assert.equal(await s.conn.ask("vCont;c:9"), "E03");
+  assert.equal(await s.conn.ask("vCont;s:9"), "E03");
   assert.deepEqual(s.target.calls, ["stop", "resume 2", "waitForStop", "stop"]);
   await finish(s);
 });
