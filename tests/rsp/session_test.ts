@@ -420,7 +420,7 @@ Deno.test("an unexpected failure is reported and the session goes on", async () 
   await finish(s);
 });
 
-Deno.test("D detaches, replies OK and closes; k detaches without a reply", async () => {
+Deno.test("D detaches, replies OK and closes; k detaches, says so and closes", async () => {
   const d = await startGdb();
   assert.equal(await d.conn.ask("D"), "OK");
   await d.done;
