@@ -42,6 +42,8 @@ export interface Options {
   /** Explicit libvmmapi path (`--vmmapi` or `BHYVE_GDBSTUB_VMMAPI`), if any. */
   vmmapi?: string;
   logLevel: LogLevel;
+  /** `--allow-write`: memory and register writes reach the guest (off by default). */
+  allowWrite?: boolean;
   /** `--max-hold`: release the guest once a debugger has held it this long (ms); off if unset. */
   maxHoldMs?: number;
   /** `--stall-timeout`: bound on a half-sent packet or an unread reply (ms). */
@@ -124,6 +126,7 @@ export function parseCommandLine(
         "log-level": { type: "string" },
         "max-hold": { type: "string" },
         "stall-timeout": { type: "string" },
+        "allow-write": { type: "boolean" },
         help: { type: "boolean", short: "h" },
         version: { type: "boolean", short: "V" },
       },
@@ -148,6 +151,7 @@ export function parseCommandLine(
     listen: parseListenSpec(v.gdb),
     logLevel: logLevel as LogLevel,
   };
+  if (v["allow-write"]) options.allowWrite = true;
   const vmmapi = v.vmmapi ?? env.get("BHYVE_GDBSTUB_VMMAPI");
   if (vmmapi !== undefined && vmmapi !== "") options.vmmapi = vmmapi;
   if (v["max-hold"] !== undefined) options.maxHoldMs = parseDuration("--max-hold", v["max-hold"]);
@@ -236,6 +240,9 @@ Options:
   --stall-timeout DURATION
                        drop a debugger that leaves a packet half sent or a reply
                        unread this long (default 30s)
+  --allow-write        let the debugger write guest memory (RAM only, through the
+                       vCPU's page tables) and registers (set var, set $rax, jump);
+                       off by default: nothing is ever written to the guest
   -h, --help           this text
   -V, --version        the version
 

@@ -116,7 +116,11 @@ async function serveVm(api: Vmmapi, options: Options, signal: AbortSignal): Prom
   let target: VmTarget;
   // libvmmapi.so.5 ships with 13.x's bhyve, whose parked vCPU threads never sleep.
   const record = new HoldRecord(holdRecordPath(vm));
-  const targetOptions = { heldVcpusSpin: api.generation === "0103", record };
+  const targetOptions = {
+    heldVcpusSpin: api.generation === "0103",
+    record,
+    allowWrite: options.allowWrite ?? false,
+  };
   try {
     if (listen.wait) {
       console.error(
@@ -176,6 +180,9 @@ function announce(options: Options, addr: Deno.NetAddr): void {
       `listening on ${where}:${addr.port}, not localhost: anyone who can reach it can read ` +
         `the memory of VM ${options.vm}`,
     );
+  }
+  if (options.allowWrite) {
+    log.warn(`--allow-write: a debugger may change VM ${options.vm}'s memory and registers`);
   }
   log.info(`serving VM ${options.vm}: gdb -ex 'target remote ${where}:${addr.port}'`);
 }

@@ -22,7 +22,7 @@ export function mapDeviceMemory(vm: string, range: MemoryRange): MappedRange {
   }
   try {
     // The mapping outlives the descriptor.
-    return MappedRange.map(fd, range.gpa, range.length, range.segoff);
+    return MappedRange.map(fd, range.gpa, range.length, { offset: range.segoff });
   } finally {
     c.close(fd);
   }

@@ -7,8 +7,9 @@
  * @module
  */
 
-/** PROT_READ and MAP_SHARED: the same numbers on FreeBSD and Linux. */
+/** PROT_READ, PROT_WRITE and MAP_SHARED: the same numbers on FreeBSD and Linux. */
 export const PROT_READ = 1;
+export const PROT_WRITE = 2;
 export const MAP_SHARED = 1;
 /** O_RDONLY: 0 on FreeBSD and Linux. */
 const O_RDONLY = 0;
@@ -43,7 +44,8 @@ export interface Libc {
   /** The current thread's errno. Read it right after the failing call. */
   errno(): number;
   strerror(errno: number): string;
-  mmap(length: bigint, fd: number, offset: bigint): Deno.PointerValue;
+  /** A shared mapping of `fd`, read-only unless `writable`. */
+  mmap(length: bigint, fd: number, offset: bigint, writable?: boolean): Deno.PointerValue;
   munmap(address: Deno.PointerValue, length: bigint): number;
   /** open(path, O_RDONLY): a descriptor, or -1 with errno. */
   openReadOnly(path: string): number;
@@ -92,8 +94,9 @@ function wrap(lib: CommonSymbols, errnoPointer: () => Deno.PointerValue): Libc {
       const pointer = lib.strerror(errno);
       return pointer === null ? `error ${errno}` : Deno.UnsafePointerView.getCString(pointer);
     },
-    mmap(length, fd, offset) {
-      return lib.mmap(null, length, PROT_READ, MAP_SHARED, fd, offset);
+    mmap(length, fd, offset, writable = false) {
+      const prot = writable ? PROT_READ | PROT_WRITE : PROT_READ;
+      return lib.mmap(null, length, prot, MAP_SHARED, fd, offset);
     },
     munmap(address, length) {
       return lib.munmap(address, length);

@@ -48,8 +48,8 @@ export function loadVmmapi(options: VmmapiOptions = {}): Vmmapi {
     generation: lib.generation,
     path: lib.path,
     devicePath: vmDevicePath,
-    open(name) {
-      const vm = openVm(lib, name);
+    open(name, openOptions) {
+      const vm = openVm(lib, name, openOptions?.writable ?? false);
       open++;
       const close = vm.close.bind(vm);
       vm.close = () => {

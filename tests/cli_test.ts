@@ -125,3 +125,10 @@ Deno.test("release subcommand, --max-hold and --stall-timeout", () => {
   assert.throws(() => parseDuration("--max-hold", "soon"), /--max-hold soon: expected a duration/);
   assert.throws(() => parseDuration("--max-hold", "0s"), /expected a duration/);
 });
+
+Deno.test("--allow-write is off unless given", () => {
+  const off = parseCommandLine(["--vm", "a", "-G", "1"], noEnv);
+  assert.ok(off.kind === "run" && off.options.allowWrite === undefined);
+  const on = parseCommandLine(["--vm", "a", "-G", "1", "--allow-write"], noEnv);
+  assert.ok(on.kind === "run" && on.options.allowWrite === true);
+});

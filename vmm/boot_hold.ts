@@ -86,7 +86,7 @@ export async function holdAtBoot(
 ): Promise<BootHold> {
   const interval = options.intervalMs ?? 1;
   await waitForNode(api, name, interval, options.signal);
-  const vm = await openOnce(api, name, interval, options.signal);
+  const vm = await openOnce(api, name, interval, options);
   const target = new VmTarget(vm, options);
   try {
     while (!vm.activeCpus().includes(BSP)) {
@@ -216,10 +216,15 @@ function openOnce(
   api: Vmmapi,
   name: string,
   interval: number,
-  signal: AbortSignal | undefined,
+  options: BootHoldOptions,
 ): Promise<VmHandle> {
-  if (api.devicePath !== undefined) return Promise.resolve(api.open(name));
-  return waitForVm(api, name, { signal, intervalMs: Math.max(interval, 20) });
+  const writable = options.allowWrite ?? false;
+  if (api.devicePath !== undefined) return Promise.resolve(api.open(name, { writable }));
+  return waitForVm(api, name, {
+    signal: options.signal,
+    intervalMs: Math.max(interval, 20),
+    writable,
+  });
 }
 
 /**
@@ -230,14 +235,14 @@ function openOnce(
 export async function waitForVm(
   api: Vmmapi,
   name: string,
-  options: { signal?: AbortSignal | undefined; intervalMs?: number } = {},
+  options: { signal?: AbortSignal | undefined; intervalMs?: number; writable?: boolean } = {},
 ): Promise<VmHandle> {
   const interval = options.intervalMs ?? 20;
   let logged = false;
   for (;;) {
     options.signal?.throwIfAborted();
     try {
-      return api.open(name);
+      return api.open(name, { writable: options.writable ?? false });
     } catch (error) {
       if (!(error instanceof VmmError) || error.code !== "ENOENT") throw error;
       if (!logged) log.debug("waiting for VM {name} to appear", { name });

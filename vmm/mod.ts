@@ -31,7 +31,7 @@ export {
 
 /** Opens VM `name` and wraps it as a DebugTarget (not yet stopped). Throws VmmError. */
 export function openTarget(api: Vmmapi, name: string, options: VmTargetOptions = {}): VmTarget {
-  return new VmTarget(api.open(name), options);
+  return new VmTarget(api.open(name, { writable: options.allowWrite ?? false }), options);
 }
 
 /** Options for {@link waitAndHold}. */

@@ -48,6 +48,8 @@ export const HELP_TEXT = `bhyve-gdbstub monitor commands:
   lapic           the selected vCPU's local APIC registers (through kernemu; 16-byte
                   aligned registers only; not in x2APIC mode, where they are MSRs)
   info version    the server's version; gdb thread N is vCPU N-1 (as in QEMU)
+  breakpoints ignore|refuse
+                  whether continue runs past breakpoints the VM cannot honour
 `;
 
 /** Runs one monitor command for the vCPU behind `thread`; returns console text. */

@@ -26,6 +26,7 @@ import { RegisterReader, type RegisterValues } from "./register_reader.ts";
 import { REGISTERS, targetDescription } from "./registers.ts";
 import { RunControl } from "./run_control.ts";
 import { ParkTracker } from "./parking.ts";
+import { GuestWriter } from "./write/mod.ts";
 import { isGone, type VmHandle, VmmError, VmReg } from "./vmmapi.ts";
 
 const log = getLogger(["bhyve-gdbstub", "vmm"]);
@@ -34,9 +35,8 @@ const log = getLogger(["bhyve-gdbstub", "vmm"]);
 export const ESRCH = 3;
 /** EIO: the Enn code when a failed call carries no errno. */
 export const EIO = 5;
-/** SIGTRAP for the first stop (attach), SIGINT for later ones (Ctrl-C). */
+/** The signal of a stop: the session replaces it with what happened (attach, Ctrl-C ...). */
 export const SIGTRAP = 5;
-export const SIGINT = 2;
 
 /** Timing knobs (tests shorten them). */
 export interface VmTargetOptions {
@@ -56,6 +56,11 @@ export interface VmTargetOptions {
    * recorded there, and left parked, are taken as this one's and resumed at once.
    */
   record?: HoldRecord;
+  /**
+   * `--allow-write`: memory and register writes reach the guest (the VM must have been opened
+   * writable for memory). Off by default: nothing is ever written to the guest.
+   */
+  allowWrite?: boolean;
 }
 
 /** What a 13.x user is told once per attach. */
@@ -63,18 +68,22 @@ export const SPIN_NOTE = "FreeBSD 13.x: bhyve's vCPU threads do not sleep while 
   "held (vmexit_debug goes straight back to VM_RUN), so each vCPU held by the debugger keeps " +
   "one host core busy until you continue or detach.";
 
-const UNSUPPORTED: Record<Capability, string> = {
+/** Why each capability is missing on a VM, in the words the user sees. */
+export const UNSUPPORTED: Readonly<Record<Capability, string>> = {
   "step": "Single-step is not available: bhyve-gdbstub runs outside bhyve, and a stock bhyve " +
     "continues the MTRAP exit instead of stopping (use bhyve's own -G to step).",
   "breakpoint": "Breakpoints are not available: bhyve-gdbstub runs outside bhyve. With " +
     "BPT_EXIT enabled, bhyve aborts the whole VM on a breakpoint exit it did not expect; " +
-    "without it, the int3 goes to the guest. Hardware breakpoints' #DB likewise goes to the " +
+    "without it, the int3 goes to the guest. Hardware breakpoints' debug exceptions likewise go to the " +
     "guest or to bhyve's own thread (use bhyve's own -G for breakpoints).",
-  "write-memory": "Writing guest memory is not available: bhyve-gdbstub never writes to the " +
-    "guest (read-only by design; guest RAM is mapped read-only).",
-  "write-register": "Writing registers is not available: bhyve-gdbstub never writes to the " +
-    "guest (read-only by design).",
+  "write-memory": "Writing guest memory is not available: bhyve-gdbstub was started without " +
+    "--allow-write, so it never writes to the guest.",
+  "write-register": "Writing registers is not available: bhyve-gdbstub was started without " +
+    "--allow-write, so it never writes to the guest.",
 };
+
+/** The write capabilities, which `--allow-write` turns on. */
+const WRITES: ReadonlySet<Capability> = new Set(["write-memory", "write-register"]);
 
 /** The VM model behind a debugger session. */
 export class VmTarget implements DebugTarget {
@@ -83,6 +92,8 @@ export class VmTarget implements DebugTarget {
   readonly registers: RegisterReader;
   readonly control: RunControl;
   readonly parking: ParkTracker;
+  readonly writer: GuestWriter;
+  readonly allowWrite: boolean;
   /** Whether readMemory takes guest-physical addresses (`monitor phys on`). */
   physicalMode = false;
 
@@ -94,6 +105,7 @@ export class VmTarget implements DebugTarget {
   /** Retries the resume of stranded vCPUs (see {@link RunControl.stranded}). */
   #retry: ReturnType<typeof setTimeout> | undefined;
   #gone: string | undefined;
+  /** Stops since the last attach: the first one says the 13.x note. */
   #stops = 0;
   #active: number[] | undefined;
   #registerCache = new Map<number, RegisterValues>();
@@ -106,6 +118,8 @@ export class VmTarget implements DebugTarget {
     const record = options.record;
     this.control = new RunControl(vm, record && ((vcpus) => writeRecord(record, vcpus)));
     this.parking = new ParkTracker(vm);
+    this.writer = new GuestWriter(vm, this.memory);
+    this.allowWrite = options.allowWrite ?? false;
     this.#heldPollMs = options.heldPollMs ?? 75;
     this.#runningPollMs = options.runningPollMs ?? 250;
     this.#parkTimeoutMs = options.parkTimeoutMs ?? 2000;
@@ -256,8 +270,8 @@ export class VmTarget implements DebugTarget {
   }
 
   /**
-   * Stops every vCPU (attach, Ctrl-C); a debugger's first stop (its attach) reports SIGTRAP,
-   * later ones SIGINT.
+   * Stops every vCPU (attach, Ctrl-C, or after a run of some of them); the session picks the
+   * signal from the reason (SIGTRAP for an attach, SIGINT for a Ctrl-C).
    */
   async stop(): Promise<StopEvent> {
     if (this.#gone !== undefined) return this.#exited();
@@ -297,17 +311,36 @@ export class VmTarget implements DebugTarget {
     if (this.#stops === 0 && this.#heldVcpusSpin && this.control.mine.size > 0) {
       log.warn(`${SPIN_NOTE} Held now: ${this.control.mine.size} vCPU(s).`);
     }
-    const signal = this.#stops++ === 0 ? SIGTRAP : SIGINT;
-    return { kind: "stopped", thread: (active[0] ?? 0) + 1, signal };
+    this.#stops++;
+    return {
+      kind: "stopped",
+      thread: (active[0] ?? 0) + 1,
+      signal: SIGTRAP,
+      reason: { type: "interrupt" },
+    };
   }
 
-  resume(): Promise<void> {
-    this.#stopTimer();
-    this.#invalidate();
-    this.parking.clear();
+  /**
+   * Lets `threads` run (all when undefined). The others stay held: gdb's scheduler-locking
+   * (`vCont;c:2`) runs one vCPU, as QEMU's gdbstub does.
+   */
+  resume(threads?: readonly number[]): Promise<void> {
     if (this.#gone !== undefined) return Promise.reject(new TargetGoneError(this.#gone));
+    let vcpus: number[] | undefined;
     try {
-      this.#guard(() => this.control.release());
+      vcpus = threads?.map((thread) => this.vcpuOf(thread));
+      if (vcpus !== undefined && !vcpus.some((vcpu) => this.control.mine.has(vcpu))) {
+        throw new TargetError(
+          `Nothing to run: ${
+            vcpus.map((v) => `vCPU ${v} is ${this.control.state(v, this.activeCpus())}`).join(", ")
+          } (bhyve starts an AP itself, on its SIPI)`,
+          16,
+        );
+      }
+      if (vcpus === undefined) this.#stopTimer();
+      this.#invalidate();
+      this.parking.clear();
+      this.#guard(() => this.control.release(vcpus));
     } catch (error) {
       return Promise.reject(error);
     }
@@ -355,7 +388,42 @@ export class VmTarget implements DebugTarget {
   }
 
   unsupported(capability: Capability): string | undefined {
+    if (this.allowWrite && WRITES.has(capability)) return undefined;
     return UNSUPPORTED[capability];
+  }
+
+  writeMemory(thread: number, address: bigint, data: Uint8Array): void {
+    const vcpu = this.#writable(thread, "write-memory");
+    try {
+      this.#guard(() => {
+        const paging = this.physicalMode ? undefined : this.pagingState(vcpu).paging;
+        this.writer.writeMemory(vcpu, paging, address, data);
+      });
+    } finally {
+      this.#invalidate(); // page tables may have changed, and with them any translation
+    }
+  }
+
+  writeRegister(thread: number, regnum: number, value: Uint8Array): void {
+    const vcpu = this.#writable(thread, "write-register");
+    const def = REGISTERS[regnum];
+    if (def === undefined) throw new TargetError(`No register number ${regnum}`, EIO);
+    try {
+      this.#guard(() => this.writer.writeRegister(vcpu, def, value));
+    } finally {
+      this.#invalidate(); // CR0/CR3/CR4/EFER change translation; RIP, what gdb reads next
+    }
+  }
+
+  /** The vCPU of `thread` if writes are allowed and it is parked (no race with its own run). */
+  #writable(thread: number, capability: Capability): number {
+    const reason = this.unsupported(capability);
+    if (reason !== undefined) throw new TargetError(reason, 1);
+    const vcpu = this.vcpuOf(thread);
+    if (!this.control.held || this.control.free.has(vcpu)) {
+      throw new TargetError(`vCPU ${vcpu} is running: stop it before writing`, 16);
+    }
+    return vcpu;
   }
 
   monitor(command: string, thread: number): string {
@@ -428,7 +496,8 @@ export class VmTarget implements DebugTarget {
   }
 
   #cacheable(vcpu: number): boolean {
-    return this.control.held &&
+    // While some vCPUs run (a per-thread resume), shared memory and page tables may change.
+    return this.control.held && this.control.free.size === 0 &&
       (this.control.mine.has(vcpu) || this.control.bhyves.has(vcpu)) &&
       this.#guard(() => this.parking.parked(vcpu));
   }

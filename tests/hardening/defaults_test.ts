@@ -88,7 +88,11 @@ Deno.test({
       ];
       for (const write of writes) {
         const answer = await client.ask(write);
-        assert.match(answer ?? "", /^E\.Writ.* not available: bhyve-gdbstub never writes/, write);
+        assert.match(
+          answer ?? "",
+          /^E\.Writ.* not available: bhyve-gdbstub was started without --allow-write/,
+          write,
+        );
       }
       // Resuming at an address would write rip: refused too.
       assert.match(await client.ask("c ffffffff80100000") ?? "", /^E/);
@@ -97,6 +101,7 @@ Deno.test({
       assert.equal(await client.ask("p10"), ripBefore);
       // `k` detaches; it never destroys the VM.
       await client.send("k");
+      assert.match(await client.reply() ?? "", /^E\.bhyve-gdbstub never kills a VM: it detached/);
       assert.equal(await client.reply(), undefined);
       await observer.allRunning(CPUS, 5000); // the VM is alive and runs
       assert.equal(await server.exited(200), undefined, "the server keeps serving");
