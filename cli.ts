@@ -40,12 +40,26 @@ export interface Options {
   /** Explicit libvmmapi path (`--vmmapi` or `BHYVE_GDBSTUB_VMMAPI`), if any. */
   vmmapi?: string;
   logLevel: LogLevel;
+  /** Where `monitor dump NAME` may write (`--dump-dir`); without it the command is refused. */
+  dumpDir?: string;
+}
+
+/** `bhyve-gdbstub dump --vm NAME -o FILE [--paging] [--live] [--force]`. */
+export interface DumpCommandOptions {
+  vm: string;
+  output: string;
+  paging: boolean;
+  live: boolean;
+  force: boolean;
+  vmmapi?: string;
+  logLevel: LogLevel;
 }
 
 export type Command =
   | { kind: "help" }
   | { kind: "version" }
-  | { kind: "run"; options: Options };
+  | { kind: "run"; options: Options }
+  | { kind: "dump"; options: DumpCommandOptions };
 
 /** A command-line mistake: main prints `message` on one line and exits with status 2. */
 export class UsageError extends Error {
@@ -97,6 +111,11 @@ export function parseCommandLine(
   args: string[],
   env: { get(name: string): string | undefined } = { get: () => undefined },
 ): Command {
+  // Subcommands: the first word picks one; anything else is the server's command line.
+  switch (args[0]) {
+    case "dump":
+      return parseDumpCommand(args.slice(1), env);
+  }
   let parsed;
   try {
     parsed = parseArgs({
@@ -108,6 +127,7 @@ export function parseCommandLine(
         gdb: { type: "string", short: "G" },
         vmmapi: { type: "string" },
         "log-level": { type: "string" },
+        "dump-dir": { type: "string" },
         help: { type: "boolean", short: "h" },
         version: { type: "boolean", short: "V" },
       },
@@ -134,7 +154,61 @@ export function parseCommandLine(
   };
   const vmmapi = v.vmmapi ?? env.get("BHYVE_GDBSTUB_VMMAPI");
   if (vmmapi !== undefined && vmmapi !== "") options.vmmapi = vmmapi;
+  if (v["dump-dir"] !== undefined) {
+    if (v["dump-dir"] === "") throw new UsageError("--dump-dir needs a directory");
+    options.dumpDir = v["dump-dir"];
+  }
   return { kind: "run", options };
+}
+
+function parseDumpCommand(
+  args: string[],
+  env: { get(name: string): string | undefined },
+): Command {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        vm: { type: "string" },
+        output: { type: "string", short: "o" },
+        paging: { type: "boolean" },
+        live: { type: "boolean" },
+        force: { type: "boolean" },
+        vmmapi: { type: "string" },
+        "log-level": { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+    });
+  } catch (error) {
+    throw new UsageError(`dump: ${describeParseError(error)}`);
+  }
+  const v = parsed.values;
+  if (v.help) return { kind: "help" };
+  if (v.vm === undefined || v.vm === "") {
+    throw new UsageError("dump: --vm NAME is required: the name of the running bhyve VM");
+  }
+  if (v.vm.includes("/")) throw new UsageError(`dump: --vm ${v.vm}: a VM name cannot contain '/'`);
+  if (v.output === undefined || v.output === "") {
+    throw new UsageError("dump: -o FILE is required: where to write the core");
+  }
+  const logLevel = v["log-level"] ?? "info";
+  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
+    throw new UsageError(`--log-level ${logLevel}: expected one of ${LOG_LEVELS.join(", ")}`);
+  }
+  const options: DumpCommandOptions = {
+    vm: v.vm,
+    output: v.output,
+    paging: v.paging ?? false,
+    live: v.live ?? false,
+    force: v.force ?? false,
+    logLevel: logLevel as LogLevel,
+  };
+  const vmmapi = v.vmmapi ?? env.get("BHYVE_GDBSTUB_VMMAPI");
+  if (vmmapi !== undefined && vmmapi !== "") options.vmmapi = vmmapi;
+  return { kind: "dump", options };
 }
 
 function describeParseError(error: unknown): string {
@@ -155,6 +229,7 @@ No restart of the VM and no cooperation from the guest are needed.
 
 Usage:
   bhyve-gdbstub --vm NAME -G [w][ADDR:]PORT [options]
+  bhyve-gdbstub dump --vm NAME -o FILE [--paging] [--live] [--force]
 
 Options:
   --vm NAME            the running VM (/dev/vmm/NAME)
@@ -166,7 +241,16 @@ Options:
   --vmmapi PATH        the libvmmapi shared library (also BHYVE_GDBSTUB_VMMAPI);
                        default: libvmmapi.so.6, then libvmmapi.so.5
   --log-level LEVEL    trace, debug (every packet), info (default), warning, error
+  --dump-dir DIR       let 'monitor dump NAME' write cores into DIR (plain names only,
+                       never overwriting, never following a link); refused without it
   -h, --help           this text
+
+Dump (save the VM as an ELF core in QEMU's dump-guest-memory layout, for gdb and crash):
+  -o, --output FILE    the core file (refused if it exists, unless --force)
+  --paging             PT_LOADs by virtual address from the boot vCPU's page tables
+                       (QEMU's -p; what gdb needs to read kernel addresses)
+  --live               copy without holding the guest (the image may be torn)
+  --force              replace an existing FILE
   -V, --version        the version
 
 Examples:
@@ -174,6 +258,8 @@ Examples:
       then: gdb -ex 'target remote localhost:1234' /boot/kernel/kernel
   bhyve-gdbstub --vm web -G w192.168.1.10:5555
       holds VM 'web' until a debugger on the named address continues it
+  bhyve-gdbstub dump --vm web -o /var/crash/web.core --paging
+      then: gdb /boot/kernel/kernel /var/crash/web.core, or crash
 
 What a debugger can do: list vCPUs as threads, read every vCPU's registers, read guest
 memory by virtual address through that vCPU's page tables (and in-kernel MMIO such as

@@ -8,6 +8,7 @@
  */
 import { configure, defaultTextFormatter, getLogger, type LogRecord } from "@logtape/logtape";
 import { HELP, type Options, parseCommandLine, UsageError, VERSION } from "./cli.ts";
+import { runDump } from "./dump_command.ts";
 import { loadVmmapi, VmmapiLoadError } from "./ffi/mod.ts";
 import { ListenError, type RspServer, serve } from "./rsp/mod.ts";
 import { lockVm } from "./vmm/lock.ts";
@@ -35,10 +36,13 @@ export async function main(args: string[]): Promise<number> {
     case "run":
       await setUpLogging(command.options);
       return await run(command.options);
+    case "dump":
+      await setUpLogging(command.options);
+      return await runDump(command.options);
   }
 }
 
-async function setUpLogging(options: Options): Promise<void> {
+async function setUpLogging(options: Pick<Options, "logLevel">): Promise<void> {
   await configure({
     // Everything goes to stderr, synchronously, so the last lines before an exit are kept.
     sinks: { stderr: (record: LogRecord) => console.error(defaultTextFormatter(record).trimEnd()) },
