@@ -90,9 +90,9 @@ async function serveVm(api: Vmmapi, options: Options, signal: AbortSignal): Prom
           "does not exist yet). From outside bhyve this is the earliest possible stop, not the " +
           "first instruction.",
       );
-      target = await waitAndHold(api, vm, { signal });
+      target = await waitAndHold(api, vm, { signal, ...dumpDirOf(options) });
     } else {
-      target = openTarget(api, vm);
+      target = openTarget(api, vm, dumpDirOf(options));
     }
   } catch (error) {
     if (signal.aborted) return 0;
@@ -129,6 +129,11 @@ function announce(options: Options, addr: Deno.NetAddr): void {
     );
   }
   log.info(`serving VM ${options.vm}: gdb -ex 'target remote ${where}:${addr.port}'`);
+}
+
+/** `monitor dump` writes only where the operator said (--dump-dir). */
+function dumpDirOf(options: Options): { dumpDir?: string } {
+  return options.dumpDir === undefined ? {} : { dumpDir: options.dumpDir };
 }
 
 const LOOPBACK = new Set(["127.0.0.1", "::1", "localhost"]);

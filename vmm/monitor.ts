@@ -9,6 +9,7 @@ import { walk, type WalkResult } from "./page_walk.ts";
 import { cpuModeName, CR4_PSE, pagingModeName } from "./paging.ts";
 import type { VmTarget } from "./target.ts";
 import { isGone } from "./vmmapi.ts";
+import { monitorDump } from "./monitor_dump.ts";
 
 const hex = (v: bigint) => `0x${v.toString(16)}`;
 const hex16 = (v: bigint) => `0x${v.toString(16).padStart(16, "0")}`;
@@ -42,10 +43,16 @@ export const HELP_TEXT = `bhyve-gdbstub monitor commands:
   memmap          the guest-physical map: RAM ranges, holes, in-kernel devices
   phys on|off     read memory by guest-physical (on) or guest-virtual (off) address
   lapic           the selected vCPU's local APIC registers (through kernemu)
+  dump [-p] NAME  save the VM as an ELF core NAME in the server's --dump-dir (-p: by
+                  virtual address, for gdb); never overwrites
 `;
 
 /** Runs one monitor command for the vCPU behind `thread`; returns console text. */
-export function runMonitor(target: VmTarget, command: string, thread: number): string {
+export function runMonitor(
+  target: VmTarget,
+  command: string,
+  thread: number,
+): string | Promise<string> {
   const [name = "", ...args] = command.trim().split(/\s+/);
   switch (name) {
     case "":
@@ -61,6 +68,8 @@ export function runMonitor(target: VmTarget, command: string, thread: number): s
       return phys(target, args[0]);
     case "lapic":
       return lapic(target, thread);
+    case "dump":
+      return monitorDump(target, target.dumpDir, args);
     default:
       return `Unknown monitor command "${name}". Try "monitor help".\n`;
   }

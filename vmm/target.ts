@@ -41,6 +41,8 @@ export interface VmTargetOptions {
   heldPollMs?: number;
   /** While running: how often to check that the VM still exists (ms). */
   runningPollMs?: number;
+  /** Where `monitor dump` may write (the server's --dump-dir); refused without it. */
+  dumpDir?: string;
 }
 
 const UNSUPPORTED: Record<Capability, string> = {
@@ -64,6 +66,8 @@ export class VmTarget implements DebugTarget {
   readonly control: RunControl;
   /** Whether readMemory takes guest-physical addresses (`monitor phys on`). */
   physicalMode = false;
+  /** Where `monitor dump` may write; undefined: refused. */
+  readonly dumpDir: string | undefined;
 
   #heldPollMs: number;
   #runningPollMs: number;
@@ -83,6 +87,7 @@ export class VmTarget implements DebugTarget {
     this.control = new RunControl(vm);
     this.#heldPollMs = options.heldPollMs ?? 75;
     this.#runningPollMs = options.runningPollMs ?? 250;
+    this.dumpDir = options.dumpDir;
   }
 
   /** Why the VM is gone, if it is. */
@@ -279,7 +284,7 @@ export class VmTarget implements DebugTarget {
     return UNSUPPORTED[capability];
   }
 
-  monitor(command: string, thread: number): string {
+  monitor(command: string, thread: number): string | Promise<string> {
     return runMonitor(this, command, thread);
   }
 
