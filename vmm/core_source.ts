@@ -12,8 +12,8 @@ import { pageMappings } from "./page_map.ts";
 import { guestPaging } from "./paging.ts";
 import { type VmHandle, VmReg } from "./vmmapi.ts";
 
-/** The registers one vm_get_register_set reads for a core, in this order. */
-const GENERAL = [
+/** QEMUCPUState's general registers, in its order (rax … rflags). */
+export const QEMU_GENERAL_ORDER = [
   VmReg.RAX,
   VmReg.RBX,
   VmReg.RCX,
@@ -32,11 +32,10 @@ const GENERAL = [
   VmReg.R15,
   VmReg.RIP,
   VmReg.RFLAGS,
-  VmReg.CR0,
-  VmReg.CR2,
-  VmReg.CR3,
-  VmReg.CR4,
-  VmReg.EFER,
+] as const;
+
+/** QEMUCPUState's segments and descriptor tables, in its order (cs … idt). */
+export const QEMU_SEGMENT_ORDER = [
   VmReg.CS,
   VmReg.DS,
   VmReg.ES,
@@ -45,7 +44,20 @@ const GENERAL = [
   VmReg.SS,
   VmReg.LDTR,
   VmReg.TR,
+  VmReg.GDTR,
+  VmReg.IDTR,
 ] as const;
+
+/** The registers one vm_get_register_set reads for a core, in this order. */
+const GENERAL: readonly number[] = [
+  ...QEMU_GENERAL_ORDER,
+  VmReg.CR0,
+  VmReg.CR2,
+  VmReg.CR3,
+  VmReg.CR4,
+  VmReg.EFER,
+  ...QEMU_SEGMENT_ORDER.slice(0, 8), // the selectors (GDTR and IDTR have none)
+];
 
 /** Options for {@link vmCoreSource}. */
 export interface CoreSourceOptions {
@@ -77,7 +89,7 @@ export function vmCoreSource(
 function readCpu(vm: VmHandle, vcpu: number): CpuState {
   const values = new BigUint64Array(GENERAL.length);
   vm.getRegisterSet(vcpu, Int32Array.from(GENERAL), values);
-  const r = (reg: number) => values[GENERAL.indexOf(reg as typeof GENERAL[number])]!;
+  const r = (reg: number) => values[GENERAL.indexOf(reg)]!;
   const segment = (reg: number, selector: bigint): SegmentState => {
     const desc = vm.getSegDesc(vcpu, reg);
     // vmm's access rights (VMX layout: type in bits 0-3 … G in 15) sit 8 bits higher in a

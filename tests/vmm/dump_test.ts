@@ -10,33 +10,9 @@ import { describeDump, dumpVm } from "../../vmm/dump.ts";
 import { VmTarget } from "../../vmm/target.ts";
 import { TargetGoneError } from "../../rsp/target.ts";
 import { CoreFileError } from "../../core/mod.ts";
+import { coreBytesAt, readelf } from "../helpers/core_image.ts";
 
 const PRIVATE_VA = 0xffff_ffff_8050_0000n;
-
-/** readelf -a: its output, and whatever it printed on stderr (warnings). */
-export async function readelf(path: string): Promise<{ out: string; err: string }> {
-  const r = await new Deno.Command("readelf", { args: ["-a", "-W", path] }).output();
-  const dec = new TextDecoder();
-  return { out: dec.decode(r.stdout), err: dec.decode(r.stderr) };
-}
-
-/** The file bytes behind virtual address `va` in an ELF core, through its PT_LOADs. */
-export function coreBytesAt(core: Uint8Array, va: bigint, length: number): Uint8Array {
-  const v = new DataView(core.buffer, core.byteOffset);
-  const phnum = v.getUint16(56, true);
-  for (let i = 0; i < phnum; i++) {
-    const at = 64 + i * 56;
-    if (v.getUint32(at, true) !== 1) continue;
-    const offset = v.getBigUint64(at + 8, true);
-    const vaddr = v.getBigUint64(at + 16, true);
-    const filesz = v.getBigUint64(at + 32, true);
-    if (va >= vaddr && va + BigInt(length) <= vaddr + filesz) {
-      const start = Number(offset + va - vaddr);
-      return core.subarray(start, start + length);
-    }
-  }
-  throw new Error(`0x${va.toString(16)} is in no PT_LOAD`);
-}
 
 async function tempDir(): Promise<string> {
   return await Deno.makeTempDir({ prefix: "dump-test-" });
