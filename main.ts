@@ -78,6 +78,8 @@ const SIGNALS = ["SIGINT", "SIGTERM"] as const;
 
 async function serveVm(api: Vmmapi, options: Options, signal: AbortSignal): Promise<number> {
   const { vm, listen } = options;
+  const badDumpDir = checkDumpDir(options.dumpDir);
+  if (badDumpDir !== undefined) return fail(badDumpDir);
   // One bhyve-gdbstub per VM: two would fight over the debug set.
   const lock = await lockVm(vm).catch((error: Error) => error);
   if (lock instanceof Error) return fail(lock.message);
@@ -129,6 +131,17 @@ function announce(options: Options, addr: Deno.NetAddr): void {
     );
   }
   log.info(`serving VM ${options.vm}: gdb -ex 'target remote ${where}:${addr.port}'`);
+}
+
+/** Why --dump-dir cannot be used, if it cannot: it must be an existing directory. */
+function checkDumpDir(dir: string | undefined): string | undefined {
+  if (dir === undefined) return undefined;
+  try {
+    if (Deno.statSync(dir).isDirectory) return undefined;
+  } catch (error) {
+    return `--dump-dir ${dir}: ${(error as Error).message.replace(/ \(os error.*$/s, "")}`;
+  }
+  return `--dump-dir ${dir}: not a directory`;
 }
 
 /** `monitor dump` writes only where the operator said (--dump-dir). */
