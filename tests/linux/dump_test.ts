@@ -17,37 +17,16 @@ import assert from "node:assert/strict";
 import { runClient } from "../helpers/client.ts";
 import { coreBytesAt, loads, readelf, vmFromQemuCore } from "../helpers/core_image.ts";
 import { runGdb, sectioned, sectionsOf } from "../helpers/gdb.ts";
-import { kvmAvailable } from "../helpers/testvm.ts";
 import { dumpVm } from "../../vmm/dump.ts";
 import { VmTarget } from "../../vmm/target.ts";
-import { bannerFromElf, CMDLINE, MEM, until, vmlinuxPath } from "./linux.ts";
+import { bannerFromElf, MEM, vmlinuxPath } from "./linux.ts";
+import { bootToPanic } from "./qemu_panic.ts";
 import { qmp } from "./qmp.ts";
 
 const VCPUS = 2;
-const PANICKED = /end Kernel panic - not syncing/;
 
 const vmlinux = await vmlinuxPath();
 const { text: banner, vaddr: bannerAddress } = await bannerFromElf(vmlinux);
-
-/** QEMU with the kernel, until it sits in its panic loop; the caller kills it. */
-async function bootToPanic(dir: string): Promise<Deno.ChildProcess> {
-  const accel = kvmAvailable() ? "kvm" : "tcg";
-  const process = new Deno.Command("qemu-system-x86_64", {
-    args: [
-      ...["-accel", accel, "-cpu", accel === "kvm" ? "host,-arch-capabilities" : "max"],
-      ...["-kernel", vmlinux, "-append", CMDLINE.replace("panic=-1", "panic=0")],
-      ...["-m", MEM, "-smp", String(VCPUS), "-nographic", "-no-reboot", "-nodefaults"],
-      ...["-serial", `file:${dir}/serial.log`],
-      ...["-qmp", `unix:${dir}/qmp.sock,server=on,wait=off`],
-    ],
-    stdin: "null",
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
-  const serial = () => Deno.readTextFile(`${dir}/serial.log`).catch(() => "");
-  await until("the kernel's panic", async () => PANICKED.test(await serial()), 300_000);
-  return process;
-}
 
 /** crash's answers to `sys`, `log`, `bt -a`, without the line naming the dump file. */
 async function crash(core: string): Promise<string> {
@@ -78,7 +57,7 @@ async function gdb(core: string): Promise<Record<string, string>> {
 
 Deno.test("Linux: crash and gdb read our core as they read QEMU's dump-guest-memory of the same machine", async () => {
   const dir = await Deno.makeTempDir({ prefix: "dump-linux-" });
-  const qemu = await bootToPanic(dir);
+  const qemu = await bootToPanic(vmlinux, dir, { mem: MEM, vcpus: VCPUS });
   try {
     await qmp(`${dir}/qmp.sock`, [
       { execute: "stop" },
