@@ -21,6 +21,7 @@
  */
 import { parseArgs } from "node:util";
 import { vmFromQemuCore } from "../../tests/helpers/core_image.ts";
+import { addRam } from "../../tests/helpers/fake_machine.ts";
 import { vmlinuxPath } from "../../tests/linux/linux.ts";
 import { bootToPanic } from "../../tests/linux/qemu_panic.ts";
 import { qmp } from "../../tests/linux/qmp.ts";
@@ -94,19 +95,7 @@ function randomMachine(bytes: number): FakeVm {
   const vm = new FakeVm({ active: [0, 1], ram: [] });
   const ram = new Uint8Array(bytes);
   for (let at = 0; at < bytes; at += 65536) crypto.getRandomValues(ram.subarray(at, at + 65536));
-  vm.ram.push({
-    range: {
-      gpa: 0n,
-      length: BigInt(bytes),
-      segid: 0,
-      segoff: 0n,
-      prot: 7,
-      flags: 0,
-      segmentName: "",
-      readable: true,
-    },
-    bytes: ram,
-  });
+  addRam(vm, 0n, ram);
   return vm;
 }
 

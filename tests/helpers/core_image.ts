@@ -7,6 +7,7 @@
 import { QEMU_GENERAL_ORDER, QEMU_SEGMENT_ORDER } from "../../vmm/core_source.ts";
 import { VmReg } from "../../vmm/vmmapi.ts";
 import { FakeVm } from "../vmm/fake_vmm.ts";
+import { addRam } from "./fake_machine.ts";
 
 const GENERAL = QEMU_GENERAL_ORDER;
 const SEGMENTS = QEMU_SEGMENT_ORDER;
@@ -62,19 +63,7 @@ export function vmFromQemuCore(core: Uint8Array): FakeVm {
   for (const l of loads(core)) {
     // QEMU's own firmware range (the BIOS at the top of 4 GiB) is no bhyve system memory.
     if (l.paddr >= 0xfff0_0000n) continue;
-    vm.ram.push({
-      range: {
-        gpa: l.paddr,
-        length: BigInt(l.size),
-        segid: 0,
-        segoff: l.paddr,
-        prot: 7,
-        flags: 0,
-        segmentName: "",
-        readable: true,
-      },
-      bytes: core.subarray(l.offset, l.offset + l.size),
-    });
+    addRam(vm, l.paddr, core.subarray(l.offset, l.offset + l.size));
   }
   states.forEach((state, vcpu) => {
     const v = new DataView(state.buffer, state.byteOffset, state.length);

@@ -6,12 +6,17 @@
  */
 import { VmReg } from "../../vmm/vmmapi.ts";
 import * as L from "../testvm/layout.ts";
-import { FakeVm } from "../vmm/fake_vmm.ts";
+import { FakeVm, ramEntry } from "../vmm/fake_vmm.ts";
 
 export const GUEST_ELF = new URL("guest.elf", L.BUILD_DIR).pathname;
 /** The demo guest's boot PML4 (guest/boot.S). */
 export const BOOT_CR3 = 0x9000n;
 export const PRIVATE_TEXT = "vcpu0 private page";
+
+/** Adds `bytes` as system memory (RAM) at `gpa` to `vm`, sharing the buffer. */
+export function addRam(vm: FakeVm, gpa: bigint, bytes: Uint8Array): void {
+  vm.ram.push(ramEntry(gpa, bytes));
+}
 
 /** Symbol addresses of guest.elf, from nm. */
 export async function symbols(): Promise<Map<string, bigint>> {

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { runGdb, sectioned, sectionsOf } from "../helpers/gdb.ts";
-import { fakeDemoMachine, GUEST_ELF, PRIVATE_TEXT } from "../helpers/fake_machine.ts";
+import { addRam, fakeDemoMachine, GUEST_ELF, PRIVATE_TEXT } from "../helpers/fake_machine.ts";
 import { describeDump, dumpVm } from "../../vmm/dump.ts";
 import { VmTarget } from "../../vmm/target.ts";
 import { TargetGoneError } from "../../rsp/target.ts";
@@ -85,19 +85,7 @@ Deno.test("a core of the demo machine: readelf clean, gdb sees every vCPU as a t
 
 Deno.test("without --paging: one PT_LOAD per RAM range, p_paddr = gpa, p_vaddr 0", async () => {
   const vm = await fakeDemoMachine(8);
-  vm.ram.push({
-    range: {
-      gpa: 0x1_0000_0000n,
-      length: 0x10_0000n,
-      segid: 0,
-      segoff: 0n,
-      prot: 7,
-      flags: 0,
-      segmentName: "",
-      readable: true,
-    },
-    bytes: new Uint8Array(0x10_0000).fill(0xab),
-  });
+  addRam(vm, 0x1_0000_0000n, new Uint8Array(0x10_0000).fill(0xab));
   const target = new VmTarget(vm);
   const dir = await tempDir();
   try {
