@@ -52,6 +52,7 @@ export function runMonitor(
   target: VmTarget,
   command: string,
   thread: number,
+  print?: (text: string) => Promise<void>,
 ): string | Promise<string> {
   const [name = "", ...args] = command.trim().split(/\s+/);
   switch (name) {
@@ -69,7 +70,7 @@ export function runMonitor(
     case "lapic":
       return lapic(target, thread);
     case "dump":
-      return monitorDump(target, target.dumpDir, args);
+      return monitorDump(target, target.dumpDir, args, print);
     default:
       return `Unknown monitor command "${name}". Try "monitor help".\n`;
   }

@@ -18,6 +18,23 @@ import type { VmTarget } from "./target.ts";
 export const DUMP_USAGE = "usage: monitor dump [-p] NAME  (NAME: a plain file name in the " +
   "server's --dump-dir; -p: PT_LOADs by virtual address, for gdb)\n";
 
+/**
+ * A line about every second while the dump runs: the user sees it move, and each `O` packet
+ * restarts gdb's wait for the reply (its remote timeout is 2 s by default).
+ */
+function progressLines(
+  print: ((text: string) => Promise<void>) | undefined,
+): (done: bigint, total: bigint) => void {
+  if (print === undefined) return () => {};
+  let last = performance.now();
+  return (done, total) => {
+    if (performance.now() - last < 1000 || done === total) return;
+    last = performance.now();
+    const mb = (n: bigint) => (Number(n) / 1e6).toFixed(0);
+    void print(`dumping: ${mb(done)} of ${mb(total)} MB\n`).catch(() => {});
+  };
+}
+
 /** Why `name` is not a plain file name, or undefined if it is one. */
 export function badDumpName(name: string): string | undefined {
   if (name === "." || name === ".." || name.includes("..")) return "it may not contain '..'";
@@ -33,6 +50,7 @@ export async function monitorDump(
   target: VmTarget,
   dumpDir: string | undefined,
   args: string[],
+  print?: (text: string) => Promise<void>,
 ): Promise<string> {
   if (dumpDir === undefined) {
     return "monitor dump is refused: the server was started without --dump-dir DIR, and " +
@@ -47,7 +65,11 @@ export async function monitorDump(
     return `monitor dump refused: '${name}' is not a plain file name: ${bad}\n`;
   }
   try {
-    const report = await dumpVm(target, join(dumpDir, name), { paging, overwrite: false });
+    const report = await dumpVm(target, join(dumpDir, name), {
+      paging,
+      overwrite: false,
+      onProgress: progressLines(print),
+    });
     return `${describeDump(report)}\n`;
   } catch (error) {
     if (error instanceof CoreFileError) return `monitor dump refused: ${error.message}\n`;

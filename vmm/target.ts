@@ -284,8 +284,12 @@ export class VmTarget implements DebugTarget {
     return UNSUPPORTED[capability];
   }
 
-  monitor(command: string, thread: number): string | Promise<string> {
-    return runMonitor(this, command, thread);
+  monitor(
+    command: string,
+    thread: number,
+    print?: (text: string) => Promise<void>,
+  ): string | Promise<string> {
+    return runMonitor(this, command, thread, print);
   }
 
   /** Resumes what this debugger stopped (if anything) and closes the VM. */

@@ -232,8 +232,28 @@ Deno.test("monitor dump: only into --dump-dir, plain names, never over a file or
       "link.core",
       "vm.core",
     ]);
+
     await target.close();
     assert.deepEqual([...vm.debug], []);
+
+    // A slow dump prints progress as it goes (each line also restarts gdb's reply timeout).
+    const big = await fakeDemoMachine(32);
+    const readRam = big.readRam.bind(big);
+    big.readRam = (gpa, into) => {
+      const until = performance.now() + (into.length >= 1 << 20 ? 450 : 0);
+      while (performance.now() < until) { /* a slow disk */ }
+      readRam(gpa, into);
+    };
+    const slowTarget = new VmTarget(big, { dumpDir: dir });
+    await slowTarget.stop();
+    const printed: string[] = [];
+    const slow = await slowTarget.monitor("dump slow.core", 1, async (text) => {
+      printed.push(text);
+    });
+    assert.match(slow, /wrote .*slow\.core/);
+    assert.ok(printed.length >= 1, "progress printed");
+    assert.match(printed[0]!, /^dumping: \d+ of 34 MB\n$/);
+    await slowTarget.close();
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
