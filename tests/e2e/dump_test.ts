@@ -8,6 +8,7 @@ import { RUN_PERMISSIONS } from "../../cli.ts";
 import { coreBytesAt, readelf } from "../helpers/core_image.ts";
 import { runGdb, sectioned, sectionsOf } from "../helpers/gdb.ts";
 import { GuestProbe } from "../helpers/guest.ts";
+import { Stub } from "../helpers/stub.ts";
 import { LIBVMMAPI, TestVm } from "../helpers/testvm.ts";
 import * as L from "../testvm/layout.ts";
 
@@ -114,6 +115,36 @@ Deno.test("dump: SIGTERM mid-dump: one line, exit status 1, guest released, no f
     assert.deepEqual([...Deno.readDirSync(dir)], [], "no file left");
     assert.deepEqual(probe.debugCpus(), before);
     assert.ok(await probe.running([0, 1]), "the guest runs again");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("monitor dump from gdb: a core in --dump-dir, refusals shown in gdb, the debugger's hold kept", async () => {
+  await using vm = await TestVm.start({ cpus: 2, mem: "128M" });
+  const dir = await Deno.makeTempDir({ prefix: "dump-e2e-" });
+  try {
+    await using stub = await Stub.start({ vm: vm.name, dir: vm.dir, args: ["--dump-dir", dir] });
+    using probe = GuestProbe.open(vm);
+    const { output } = await runGdb([
+      `file ${GUEST_ELF}`,
+      `target remote ${stub.address}`,
+      ...sectioned({
+        dump: ["monitor dump -p vm.core"],
+        held: ["info threads"],
+        again: ["monitor dump vm.core"],
+        escape: ["monitor dump ../vm.core"],
+      }),
+      "detach",
+    ]);
+    const s = sectionsOf(output);
+    assert.match(s.dump!, /wrote .*vm\.core: \d+ bytes .*guest held by the attached debugger/);
+    assert.match(s.held!, /held by debugger/);
+    assert.match(s.again!, /refused: .*vm\.core already exists/);
+    assert.match(s.escape!, /refused: '\.\.\/vm\.core' is not a plain file name/);
+    assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name), ["vm.core"]);
+    assert.equal((await readelf(`${dir}/vm.core`)).err, "");
+    assert.ok(await probe.running([0, 1]), "the guest runs after the detach");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
