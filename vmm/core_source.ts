@@ -10,7 +10,7 @@ import type { CoreSource, CpuState, RamRange, SegmentState, VirtualMapping } fro
 import type { GuestMemory } from "./memory.ts";
 import { pageMappings } from "./page_map.ts";
 import { guestPaging } from "./paging.ts";
-import { type VmHandle, VmReg } from "./vmmapi.ts";
+import { PagingMode, type VmHandle, VmReg } from "./vmmapi.ts";
 
 /** QEMUCPUState's general registers, in its order (rax … rflags). */
 export const QEMU_GENERAL_ORDER = [
@@ -154,11 +154,17 @@ function bootMappings(
   for (const cpu of cpus) {
     const efer = vm.getRegister(cpu.vcpu, VmReg.EFER);
     const paging = guestPaging({ cr0: cpu.cr[0], cr3: cpu.cr[3], cr4: cpu.cr[4], efer });
-    if (paging.pagingMode === 0) continue;
+    if (paging.pagingMode === PagingMode.FLAT) continue;
     return pageMappings(paging, cpu.cr[4], (gpa, into) => {
-      const bytes = memory.readPhysical(cpu.vcpu, gpa, into.length);
-      into.set(bytes);
-      return bytes.length === into.length;
+      const route = memory.route(gpa);
+      // A table outside RAM (a corrupt or hostile entry) maps nothing: never a device read.
+      if (
+        route.kind !== "ram" || gpa + BigInt(into.length) > route.range.gpa + route.range.length
+      ) {
+        return false;
+      }
+      vm.readRam(gpa, into);
+      return true;
     });
   }
   // No vCPU pages: virtual addresses are physical ones (QEMU does the same).
