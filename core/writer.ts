@@ -27,6 +27,8 @@ export interface WriteResult {
   ram: bigint;
   /** Bytes of RAM that were not zero (written; the rest are holes). */
   data: bigint;
+  /** Time spent copying RAM into the file (s). */
+  copySeconds: number;
 }
 
 /** Writes `layout` and the RAM of `source` into `file` (empty, opened for writing). */
@@ -37,6 +39,7 @@ export async function writeCore(
   options: WriteOptions = {},
 ): Promise<WriteResult> {
   await writeAt(file, 0n, layout.head);
+  const start = performance.now();
   const total = source.ranges.reduce((n, r) => n + r.length, 0n);
   const buffers = [new Uint8Array(CHUNK_BYTES), new Uint8Array(CHUNK_BYTES)];
   let pending: Promise<void> = Promise.resolve();
@@ -67,7 +70,7 @@ export async function writeCore(
   }
   await pending;
   await file.truncate(Number(layout.size));
-  return { ram: done, data };
+  return { ram: done, data, copySeconds: (performance.now() - start) / 1000 };
 }
 
 async function writeRuns(

@@ -87,7 +87,9 @@ export function describeDump(report: DumpReport, options: { live?: boolean } = {
     ? "guest not held (--live): the image may be torn"
     : report.heldByDebugger
     ? "guest held by the attached debugger throughout"
-    : `guest held ${report.heldSeconds?.toFixed(3)} s`;
+    : `guest held ${report.heldSeconds?.toFixed(3)} s (the copy itself ${
+      report.copySeconds.toFixed(3)
+    } s)`;
   return `wrote ${report.path}: ${report.size} bytes (${report.vcpus} vCPU(s), ` +
     `${report.ram} bytes of RAM, ${report.data} not zero) in ${report.seconds.toFixed(3)} s, ` +
     `${rate.toFixed(1)} MB/s; ${held}`;

@@ -52,7 +52,7 @@ Deno.test("dump: the running test VM saved, gdb reads every vCPU and the guest's
     assert.equal(first.code, 0, first.text);
     assert.match(
       first.text,
-      /^bhyve-gdbstub: wrote .*vm\.core: \d+ bytes \(4 vCPU\(s\), 268435456 bytes of RAM, \d+ not zero\) in [\d.]+ s, [\d.]+ MB\/s; guest held [\d.]+ s\n$/,
+      /^bhyve-gdbstub: wrote .*vm\.core: \d+ bytes \(4 vCPU\(s\), 268435456 bytes of RAM, \d+ not zero\) in [\d.]+ s, [\d.]+ MB\/s; guest held [\d.]+ s \(the copy itself [\d.]+ s\)\n$/,
     );
     assert.deepEqual(probe.debugCpus(), before, "the debug set as it was");
     assert.ok(await probe.running([0, 1, 2]), "the guest runs after the dump");
