@@ -153,6 +153,9 @@ try {
   const qemu = await bootToPanic(vmlinux, work, { mem: `${mib}M`, vcpus: 2 });
   const rows: Row[] = [];
   try {
+    // The panicked kernel spins (mdelay loops); stopped, its vCPUs take no CPU from either
+    // side's dump (QEMU would stop them for its own dump anyway, ours would not).
+    await qmp(`${work}/qmp.sock`, [{ execute: "stop" }]);
     const random = randomMachine(mib << 20);
     for (let round = 1; round <= rounds; round++) {
       const qemuRow = await qemuDump(work, files[0]!);
