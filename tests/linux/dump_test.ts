@@ -20,7 +20,7 @@ import { runGdb, sectioned, sectionsOf } from "../helpers/gdb.ts";
 import { dumpVm } from "../../vmm/dump.ts";
 import { VmTarget } from "../../vmm/target.ts";
 import { bannerFromElf, MEM, vmlinuxPath } from "./linux.ts";
-import { bootToPanic } from "./qemu_panic.ts";
+import { bootToPanic, qemuDumpAt } from "./qemu_panic.ts";
 import { qmp } from "./qmp.ts";
 
 const VCPUS = 2;
@@ -139,6 +139,43 @@ Deno.test("Linux: crash and gdb read our core as they read QEMU's dump-guest-mem
     assert.equal(new TextDecoder().decode(inCore), banner.slice(0, 60));
     assert.ok(gdbOurs.banner!.includes(`"${banner.slice(0, 60)}`), gdbOurs.banner);
     assert.match(gdbOurs.comm!, /= "swapper\/0\\000/);
+    assert.deepEqual(gdbOurs, gdbQemu);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("Linux early in its boot (setup_arch): crash fails on our core exactly as on QEMU's; gdb reads both alike", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "dump-linux-early-" });
+  try {
+    const stopped = await qemuDumpAt(vmlinux, dir, "setup_arch", { mem: MEM, vcpus: VCPUS });
+    assert.match(stopped, /hit Breakpoint 1, setup_arch/);
+    const target = new VmTarget(vmFromQemuCore(await Deno.readFile(`${dir}/early.core`)));
+    try {
+      await dumpVm(target, `${dir}/ours.core`);
+      await dumpVm(target, `${dir}/ours-p.core`, { paging: true });
+    } finally {
+      await target.close();
+    }
+    assert.equal((await readelf(`${dir}/ours.core`)).err, "");
+    assert.equal((await readelf(`${dir}/ours-p.core`)).err, "");
+
+    // This early, crash cannot start on any dump (the kernel's memory model is not set up):
+    // it must stop on ours with the very words it stops with on QEMU's.
+    const [crashQemu, crashOurs] = [
+      await crash(`${dir}/early.core`),
+      await crash(`${dir}/ours.core`),
+    ];
+    console.log(`crash on QEMU's core and on ours, at setup_arch:\n${crashOurs}`);
+    assert.match(crashOurs, /crash: /);
+    assert.equal(crashOurs, crashQemu);
+
+    const [gdbQemu, gdbOurs] = [await gdb(`${dir}/early-p.core`), await gdb(`${dir}/ours-p.core`)];
+    assert.equal(gdbOurs.threads?.match(/^\*? +\d+ +LWP \d/gm)?.length, VCPUS);
+    assert.match(gdbOurs.bt1!, /#0 +setup_arch \(.*\n#1 .* in start_kernel \(\)/);
+    const inCore = coreBytesAt(await Deno.readFile(`${dir}/ours-p.core`), bannerAddress, 60);
+    assert.equal(new TextDecoder().decode(inCore), banner.slice(0, 60));
+    assert.match(gdbOurs.comm!, /= "swapper\\000/);
     assert.deepEqual(gdbOurs, gdbQemu);
   } finally {
     await Deno.remove(dir, { recursive: true });
