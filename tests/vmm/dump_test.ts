@@ -106,6 +106,25 @@ Deno.test("without --paging: one PT_LOAD per RAM range, p_paddr = gpa, p_vaddr 0
   }
 });
 
+Deno.test("--live copies without holding the guest, and says the image may be torn", async () => {
+  const vm = await fakeDemoMachine(8);
+  const target = new VmTarget(vm);
+  const dir = await tempDir();
+  try {
+    const report = await dumpVm(target, `${dir}/live.core`, { live: true });
+    assert.ok(!vm.calls.some((c) => c.startsWith("vm_suspend_cpu")), "never held");
+    assert.equal(report.heldSeconds, undefined);
+    assert.match(
+      describeDump(report, { live: true }),
+      /guest not held \(--live\): the image may be torn$/,
+    );
+    assert.equal((await readelf(`${dir}/live.core`)).err, "");
+  } finally {
+    await target.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("an existing file is refused before the guest is held; overwrite replaces it", async () => {
   const vm = await fakeDemoMachine(8);
   const target = new VmTarget(vm);
