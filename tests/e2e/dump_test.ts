@@ -71,7 +71,7 @@ Deno.test("dump: the running test VM saved, gdb reads every vCPU and the guest's
     ]);
     const s = sectionsOf(output);
     assert.equal(s.threads?.match(/^\*? +\d+ +LWP \d/gm)?.length, 4, output);
-    assert.match(s.bt!, /#0 .* in \w+ \(/);
+    assert.match(s.bt!, /#0 +(0x[0-9a-f]+ in )?\w+ \(/);
     const bytes = coreBytesAt(await Deno.readFile(path), L.PRIVATE_VA, L.privateText(0).length);
     assert.equal(new TextDecoder().decode(bytes), L.privateText(0));
     assert.match(s.string!, new RegExp(`"${L.privateText(0)}"`));
