@@ -48,6 +48,8 @@ export interface Options {
   maxHoldMs?: number;
   /** `--stall-timeout`: bound on a half-sent packet or an unread reply (ms). */
   stallTimeoutMs?: number;
+  /** Where `monitor dump NAME` may write (`--dump-dir`); without it the command is refused. */
+  dumpDir?: string;
 }
 
 /** `release --vm NAME`: resume the vCPUs a killed bhyve-gdbstub left held, then exit. */
@@ -56,11 +58,23 @@ export interface ReleaseOptions {
   vmmapi?: string;
 }
 
+/** `bhyve-gdbstub dump --vm NAME -o FILE [--paging] [--live] [--force]`. */
+export interface DumpCommandOptions {
+  vm: string;
+  output: string;
+  paging: boolean;
+  live: boolean;
+  force: boolean;
+  vmmapi?: string;
+  logLevel: LogLevel;
+}
+
 export type Command =
   | { kind: "help" }
   | { kind: "version" }
   | { kind: "run"; options: Options }
-  | { kind: "release"; options: ReleaseOptions };
+  | { kind: "release"; options: ReleaseOptions }
+  | { kind: "dump"; options: DumpCommandOptions };
 
 /** A command-line mistake: main prints `message` on one line and exits with status 2. */
 export class UsageError extends Error {
@@ -112,7 +126,13 @@ export function parseCommandLine(
   args: string[],
   env: { get(name: string): string | undefined } = { get: () => undefined },
 ): Command {
-  if (args[0] === "release") return parseRelease(args.slice(1), env);
+  // Subcommands: the first word picks one; anything else is the server's command line.
+  switch (args[0]) {
+    case "release":
+      return parseRelease(args.slice(1), env);
+    case "dump":
+      return parseDumpCommand(args.slice(1), env);
+  }
   let parsed;
   try {
     parsed = parseArgs({
@@ -127,6 +147,7 @@ export function parseCommandLine(
         "max-hold": { type: "string" },
         "stall-timeout": { type: "string" },
         "allow-write": { type: "boolean" },
+        "dump-dir": { type: "string" },
         help: { type: "boolean", short: "h" },
         version: { type: "boolean", short: "V" },
       },
@@ -157,6 +178,10 @@ export function parseCommandLine(
   if (v["max-hold"] !== undefined) options.maxHoldMs = parseDuration("--max-hold", v["max-hold"]);
   if (v["stall-timeout"] !== undefined) {
     options.stallTimeoutMs = parseDuration("--stall-timeout", v["stall-timeout"]);
+  }
+  if (v["dump-dir"] !== undefined) {
+    if (v["dump-dir"] === "") throw new UsageError("--dump-dir needs a directory");
+    options.dumpDir = v["dump-dir"];
   }
   return { kind: "run", options };
 }
@@ -202,6 +227,56 @@ export function parseDuration(option: string, text: string): number {
   return Math.round(ms);
 }
 
+function parseDumpCommand(
+  args: string[],
+  env: { get(name: string): string | undefined },
+): Command {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        vm: { type: "string" },
+        output: { type: "string", short: "o" },
+        paging: { type: "boolean" },
+        live: { type: "boolean" },
+        force: { type: "boolean" },
+        vmmapi: { type: "string" },
+        "log-level": { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+    });
+  } catch (error) {
+    throw new UsageError(`dump: ${describeParseError(error)}`);
+  }
+  const v = parsed.values;
+  if (v.help) return { kind: "help" };
+  if (v.vm === undefined || v.vm === "") {
+    throw new UsageError("dump: --vm NAME is required: the name of the running bhyve VM");
+  }
+  if (v.vm.includes("/")) throw new UsageError(`dump: --vm ${v.vm}: a VM name cannot contain '/'`);
+  if (v.output === undefined || v.output === "") {
+    throw new UsageError("dump: -o FILE is required: where to write the core");
+  }
+  const logLevel = v["log-level"] ?? "info";
+  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
+    throw new UsageError(`--log-level ${logLevel}: expected one of ${LOG_LEVELS.join(", ")}`);
+  }
+  const options: DumpCommandOptions = {
+    vm: v.vm,
+    output: v.output,
+    paging: v.paging ?? false,
+    live: v.live ?? false,
+    force: v.force ?? false,
+    logLevel: logLevel as LogLevel,
+  };
+  const vmmapi = v.vmmapi ?? env.get("BHYVE_GDBSTUB_VMMAPI");
+  if (vmmapi !== undefined && vmmapi !== "") options.vmmapi = vmmapi;
+  return { kind: "dump", options };
+}
+
 function describeParseError(error: unknown): string {
   const message = error instanceof Error ? error.message : String(error);
   // node's messages are long and mention "args"; keep the part a user needs.
@@ -222,6 +297,7 @@ Usage:
   bhyve-gdbstub --vm NAME -G [w][ADDR:]PORT [options]
   bhyve-gdbstub release --vm NAME [--vmmapi PATH]
       resume the vCPUs a bhyve-gdbstub killed with SIGKILL left held, then exit
+  bhyve-gdbstub dump --vm NAME -o FILE [--paging] [--live] [--force]
 
 Options:
   --vm NAME            the running VM (/dev/vmm/NAME)
@@ -243,8 +319,17 @@ Options:
   --allow-write        let the debugger write guest memory (RAM only, through the
                        vCPU's page tables) and registers (set var, set $rax, jump);
                        off by default: nothing is ever written to the guest
+  --dump-dir DIR       let 'monitor dump NAME' write cores into DIR (plain names only,
+                       never overwriting, never following a link); refused without it
   -h, --help           this text
   -V, --version        the version
+
+Dump (save the VM as an ELF core in QEMU's dump-guest-memory layout, for gdb and crash):
+  -o, --output FILE    the core file (refused if it exists, unless --force)
+  --paging             PT_LOADs by virtual address from the boot vCPU's page tables
+                       (QEMU's -p; what gdb needs to read kernel addresses)
+  --live               copy without holding the guest (the image may be torn)
+  --force              replace an existing FILE
 
 Examples:
   bhyve-gdbstub --vm freebsd14 -G 1234
@@ -255,6 +340,9 @@ Examples:
       for gdb's 'monitor help'
   bhyve-gdbstub --vm web -G w192.168.1.10:5555
       holds VM 'web' until a debugger on the named address continues it
+  bhyve-gdbstub dump --vm web -o /var/crash/web.core --paging
+      then: gdb /usr/lib/debug/boot/kernel/kernel.debug /var/crash/web.core,
+      or, for a Linux guest, crash vmlinux /var/crash/web.core
 
 What a debugger can do: list vCPUs as threads, read every vCPU's registers, read guest
 memory by virtual address through that vCPU's page tables (and in-kernel MMIO such as

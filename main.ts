@@ -16,6 +16,7 @@ import {
 } from "./cli.ts";
 import { guardExits } from "./exits.ts";
 import { configure, escapeControls, getLogger } from "./log/mod.ts";
+import { runDump } from "./dump_command.ts";
 import { loadVmmapi, VmmapiLoadError } from "./ffi/mod.ts";
 import { ListenError, type RspServer, serve } from "./rsp/mod.ts";
 import { HoldRecord, holdRecordPath } from "./vmm/hold_record.ts";
@@ -49,6 +50,9 @@ export async function main(args: string[]): Promise<number> {
     case "release":
       configure({ lowestLevel: "warning" });
       return release(command.options);
+    case "dump":
+      configure({ lowestLevel: command.options.logLevel });
+      return await runDump(command.options);
   }
 }
 
@@ -109,6 +113,8 @@ async function release(options: ReleaseOptions): Promise<number> {
 
 async function serveVm(api: Vmmapi, options: Options, signal: AbortSignal): Promise<number> {
   const { vm, listen } = options;
+  const badDumpDir = checkDumpDir(options.dumpDir);
+  if (badDumpDir !== undefined) return fail(badDumpDir);
   // One bhyve-gdbstub per VM: two would fight over the debug set.
   const lock = await lockVm(vm).catch((error: Error) => error);
   if (lock instanceof Error) return fail(lock.message);
@@ -120,6 +126,7 @@ async function serveVm(api: Vmmapi, options: Options, signal: AbortSignal): Prom
     heldVcpusSpin: api.generation === "0103",
     record,
     allowWrite: options.allowWrite ?? false,
+    ...dumpDirOf(options),
   };
   try {
     if (listen.wait) {
@@ -185,6 +192,22 @@ function announce(options: Options, addr: Deno.NetAddr): void {
     log.warn(`--allow-write: a debugger may change VM ${options.vm}'s memory and registers`);
   }
   log.info(`serving VM ${options.vm}: gdb -ex 'target remote ${where}:${addr.port}'`);
+}
+
+/** Why --dump-dir cannot be used, if it cannot: it must be an existing directory. */
+function checkDumpDir(dir: string | undefined): string | undefined {
+  if (dir === undefined) return undefined;
+  try {
+    if (Deno.statSync(dir).isDirectory) return undefined;
+  } catch (error) {
+    return `--dump-dir ${dir}: ${(error as Error).message.replace(/ \(os error.*$/s, "")}`;
+  }
+  return `--dump-dir ${dir}: not a directory`;
+}
+
+/** `monitor dump` writes only where the operator said (--dump-dir). */
+function dumpDirOf(options: Options): { dumpDir?: string } {
+  return options.dumpDir === undefined ? {} : { dumpDir: options.dumpDir };
 }
 
 const LOOPBACK = new Set(["127.0.0.1", "::1", "localhost"]);

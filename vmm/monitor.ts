@@ -12,6 +12,7 @@ import { cpuModeName, CR4_PSE, pagingModeName } from "./paging.ts";
 import type { VmTarget } from "./target.ts";
 import { isGone, PagingMode } from "./vmmapi.ts";
 import { inX2apicMode, X2APIC_NOTE } from "./x2apic.ts";
+import { monitorDump } from "./monitor_dump.ts";
 
 const hex = (v: bigint) => `0x${v.toString(16)}`;
 const hex16 = (v: bigint) => `0x${v.toString(16).padStart(16, "0")}`;
@@ -50,10 +51,17 @@ export const HELP_TEXT = `bhyve-gdbstub monitor commands:
   info version    the server's version; gdb thread N is vCPU N-1 (as in QEMU)
   breakpoints ignore|refuse
                   whether continue runs past breakpoints the VM cannot honour
+  dump [-p] NAME  save the VM as an ELF core NAME in the server's --dump-dir (-p: by
+                  virtual address, for gdb); never overwrites
 `;
 
 /** Runs one monitor command for the vCPU behind `thread`; returns console text. */
-export function runMonitor(target: VmTarget, command: string, thread: number): string {
+export function runMonitor(
+  target: VmTarget,
+  command: string,
+  thread: number,
+  print?: (text: string) => Promise<void>,
+): string | Promise<string> {
   const [name = "", ...args] = command.trim().split(/\s+/);
   switch (name) {
     case "":
@@ -71,6 +79,8 @@ export function runMonitor(target: VmTarget, command: string, thread: number): s
       return lapic(target, thread);
     case "info":
       return info(args[0]);
+    case "dump":
+      return monitorDump(target, target.dumpDir, args, print);
     default:
       return `Unknown monitor command "${name}". Try "monitor help".\n`;
   }

@@ -61,6 +61,8 @@ export interface VmTargetOptions {
    * writable for memory). Off by default: nothing is ever written to the guest.
    */
   allowWrite?: boolean;
+  /** Where `monitor dump` may write (the server's --dump-dir); refused without it. */
+  dumpDir?: string;
 }
 
 /** What a 13.x user is told once per attach. */
@@ -96,6 +98,8 @@ export class VmTarget implements DebugTarget {
   readonly allowWrite: boolean;
   /** Whether readMemory takes guest-physical addresses (`monitor phys on`). */
   physicalMode = false;
+  /** Where `monitor dump` may write; undefined: refused. */
+  readonly dumpDir: string | undefined;
 
   #heldPollMs: number;
   #runningPollMs: number;
@@ -124,6 +128,7 @@ export class VmTarget implements DebugTarget {
     this.#runningPollMs = options.runningPollMs ?? 250;
     this.#parkTimeoutMs = options.parkTimeoutMs ?? 2000;
     this.#heldVcpusSpin = options.heldVcpusSpin ?? false;
+    this.dumpDir = options.dumpDir;
     if (record !== undefined) this.#recover(record);
   }
 
@@ -426,8 +431,12 @@ export class VmTarget implements DebugTarget {
     return vcpu;
   }
 
-  monitor(command: string, thread: number): string {
-    return runMonitor(this, command, thread);
+  monitor(
+    command: string,
+    thread: number,
+    print?: (text: string) => Promise<void>,
+  ): string | Promise<string> {
+    return runMonitor(this, command, thread, print);
   }
 
   /** Resumes what this debugger stopped (if anything) and closes the VM. */

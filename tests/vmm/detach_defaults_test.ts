@@ -6,7 +6,7 @@ import { FakeVm } from "./fake_vmm.ts";
 Deno.test("monitor phys on does not outlive the debugger that set it", async () => {
   const target = new VmTarget(new FakeVm({ active: [0] }));
   await target.stop();
-  assert.match(target.monitor("phys on", 1), /physical/i);
+  assert.match(await target.monitor("phys on", 1), /physical/i);
   assert.equal(target.physicalMode, true);
   await target.detach();
   assert.equal(target.physicalMode, false, "the next debugger reads virtual addresses");

@@ -29,34 +29,43 @@ Deno.test("monitor pagewalk: a register name, $reg and gdb's $pc/$sp read the vC
   const target = new VmTarget(vm(), fast);
   await target.stop();
   for (const arg of ["rip", "$rip", "$pc", "pc", "RIP"]) {
-    const walk = target.monitor(`pagewalk ${arg}`, 1);
+    const walk = await target.monitor(`pagewalk ${arg}`, 1);
     assert.match(walk, /^rip = 0xffff800000000123 on vCPU 0 \(4-level paging\):/, arg);
     assert.match(walk, /-> 0x5123 \(4 KiB page\)/, arg);
   }
   assert.match(
-    target.monitor("pagewalk $sp", 1),
+    await target.monitor("pagewalk $sp", 1),
     /^rsp = 0xffff800000000ff0 .*\n(.*\n)*.*-> 0x5ff0/,
   );
-  assert.match(target.monitor("pagewalk ffff800000000010", 1), /^0xffff800000000010 on vCPU 0/);
-  assert.match(target.monitor("pagewalk $nosuch", 1), /^no register named \$nosuch.*\nusage:/);
   assert.match(
-    target.monitor("pagewalk xyz", 1),
+    await target.monitor("pagewalk ffff800000000010", 1),
+    /^0xffff800000000010 on vCPU 0/,
+  );
+  assert.match(
+    await target.monitor("pagewalk $nosuch", 1),
+    /^no register named \$nosuch.*\nusage:/,
+  );
+  assert.match(
+    await target.monitor("pagewalk xyz", 1),
     /'xyz' is neither a hexadecimal address nor a register/,
   );
-  assert.match(target.monitor("pagewalk $st0", 1), /^st0 is unavailable on this vCPU\nusage:/);
+  assert.match(
+    await target.monitor("pagewalk $st0", 1),
+    /^st0 is unavailable on this vCPU\nusage:/,
+  );
   await target.detach();
 });
 
 Deno.test("monitor pagewalk: without paging, one coherent answer (the address is physical)", async () => {
   const target = new VmTarget(vm(), fast);
   await target.stop();
-  const walk = target.monitor("pagewalk $pc", 2);
+  const walk = await target.monitor("pagewalk $pc", 2);
   assert.equal(
     walk,
     "rip = 0xfff0 on vCPU 1 (real mode, no paging):\n" +
       "  no page tables to walk: with paging off the address is the guest-physical address\n" +
       "  -> 0xfff0\n  reads: guest RAM (memory segment 0)\n",
   );
-  assert.doesNotMatch(target.monitor("pagewalk 0x100000000", 2), /not mapped|vm_gla2gpa/);
+  assert.doesNotMatch(await target.monitor("pagewalk 0x100000000", 2), /not mapped|vm_gla2gpa/);
   await target.detach();
 });

@@ -19,8 +19,8 @@ function vm(): FakeVm {
 Deno.test("monitor lapic says x2APIC mode instead of showing zeros", async () => {
   const target = new VmTarget(vm());
   await target.stop();
-  assert.match(target.monitor("lapic", 1), /Version\s+\(\+0x030\) 0x00050014/);
-  assert.equal(target.monitor("lapic", 2), `local APIC of vCPU 1: ${X2APIC_NOTE}\n`);
+  assert.match(await target.monitor("lapic", 1), /Version\s+\(\+0x030\) 0x00050014/);
+  assert.equal(await target.monitor("lapic", 2), `local APIC of vCPU 1: ${X2APIC_NOTE}\n`);
   await target.close();
 });
 
