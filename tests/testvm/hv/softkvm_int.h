@@ -55,6 +55,7 @@ struct sk_vcpu {
 	bool intr;		/* the posted exit is a kick (EINTR) */
 	bool halted;		/* HLT: only a kick leaves KVM_RUN */
 	bool flush_tb;		/* guest code may have changed meanwhile */
+	int64_t left_ns;	/* when KVM_RUN last returned */
 	enum sk_hook_exit hook_exit;
 	uint32_t exception;
 	uint64_t unmapped_gpa;

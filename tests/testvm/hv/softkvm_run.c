@@ -32,6 +32,24 @@
 #define LAPIC_GPA	0xfee00000ULL
 #define NEVER		(~0ULL)		/* an `until` no fetch reaches */
 
+/*
+ * Another process (a debugger) can write guest code, and the engine keeps
+ * translated code until told: after a pause this long outside KVM_RUN
+ * (a vCPU held by a debugger), it translates afresh.  Not after every
+ * exit: a fresh translation after each brief freeze would make stops land
+ * far more often at the first instruction of a block than on a CPU.
+ */
+#define FLUSH_AFTER_NS	(20 * 1000 * 1000LL)
+
+static int64_t
+now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
 static void
 wait_1ms(struct sk_vcpu *v)
 {
@@ -204,7 +222,6 @@ debug_exit(struct sk_vcpu *v, uint32_t exception)
 	run->debug.arch.exception = exception;
 	run->debug.arch.pc = linear_rip(v);
 	run->debug.arch.dr6 = exception == 1 ? 0xffff4ff0 : 0xffff0ff0;
-	v->flush_tb = true;	/* a debugger may now write code */
 }
 
 /* uc_emu_start has returned: turn why into KVM's exit.  Holds the lock. */
@@ -239,7 +256,6 @@ finish(struct sk_vcpu *v, uc_err err, bool step)
 	}
 	if (v->stopping) {
 		v->intr = true;
-		v->flush_tb = true;	/* a debugger may now write code */
 		return;
 	}
 	if (err != 0) {
@@ -333,6 +349,8 @@ sk_run(struct sk_vcpu *v)
 	bool intr;
 
 	pthread_mutex_lock(&v->lock);
+	if (now_ns() - v->left_ns > FLUSH_AFTER_NS)
+		v->flush_tb = true;
 	v->posted = false;
 	v->stopping = false;
 	if (v->io_wait) {
@@ -360,6 +378,7 @@ sk_run(struct sk_vcpu *v)
 	v->posted = false;
 	intr = v->intr;
 	v->intr = false;
+	v->left_ns = now_ns();
 	pthread_mutex_unlock(&v->lock);
 	if (intr) {
 		run->exit_reason = KVM_EXIT_INTR;

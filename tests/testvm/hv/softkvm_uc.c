@@ -2,11 +2,13 @@
  * Finding and loading libunicorn for the software CPU.  Where it looks, in
  * order: $TESTVM_UNICORN (the library file), the repository's
  * .cache/unicorn (where .ci/run installs the PyPI wheel), Python's unicorn
- * package, then the dynamic linker's own search for libunicorn.so.2.
+ * package in the usual site-packages, then the dynamic linker's own search
+ * for libunicorn.so.2.
  * Unicorn 2.1 or later: 2.0 does not emulate paging.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <glob.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,22 +42,48 @@ repo_cache_path(char *buf, size_t len)
 	snprintf(buf, len, "%s/.cache/unicorn/%s", exe, UC_WHEEL_LIB);
 }
 
-/* Python's unicorn package, if python3 has one. */
-static void
-python_path(char *buf, size_t len)
-{
-	FILE *p = popen("python3 -c 'import os, unicorn; "
-	    "print(os.path.dirname(unicorn.__file__))' 2>/dev/null", "r");
+/*
+ * Python's unicorn package (pip install unicorn), wherever pip puts it;
+ * globbed rather than asking python3, whose start-up can take a second.
+ */
+static int try_load(const char *path, char *tried, size_t len);
 
-	buf[0] = '\0';
-	if (p == NULL)
-		return;
-	if (fgets(buf, (int)len, p) != NULL) {
-		buf[strcspn(buf, "\n")] = '\0';
-		if (buf[0] != '\0')
-			strncat(buf, "/lib/" UC_SONAME, len - strlen(buf) - 1);
+static const char *const python_globs[] = {
+	"$HOME/.pyenv/versions/*/lib/python3*/site-packages/" UC_WHEEL_LIB,
+	"$HOME/.local/lib/python3*/site-packages/" UC_WHEEL_LIB,
+	"/usr/local/lib/python3*/site-packages/" UC_WHEEL_LIB,
+	"/usr/local/lib/python3*/dist-packages/" UC_WHEEL_LIB,
+	"/usr/lib/python3/dist-packages/" UC_WHEEL_LIB,
+};
+
+static int
+try_python(char *tried, size_t len)
+{
+	const char *home = getenv("HOME");
+
+	for (size_t i = 0; i < sizeof(python_globs) / sizeof(python_globs[0]); i++) {
+		const char *pat = python_globs[i];
+		char full[PATH_MAX];
+		glob_t g;
+
+		if (strncmp(pat, "$HOME", 5) == 0)
+			snprintf(full, sizeof(full), "%s%s", home ? home : "", pat + 5);
+		else
+			snprintf(full, sizeof(full), "%s", pat);
+		if (glob(full, 0, NULL, &g) != 0) {
+			snprintf(tried + strlen(tried), len - strlen(tried), "%s%s",
+			    tried[0] ? ", " : "", full);
+			continue;
+		}
+		for (size_t j = g.gl_pathc; j-- > 0;) {	/* newest Python first */
+			if (try_load(g.gl_pathv[j], tried, len) == 0) {
+				globfree(&g);
+				return 0;
+			}
+		}
+		globfree(&g);
 	}
-	pclose(p);
+	return -1;
 }
 
 static int
@@ -111,20 +139,20 @@ int
 uc_load(void)
 {
 	static int loaded;
-	char tried[4 * PATH_MAX] = "", cache[PATH_MAX], py[PATH_MAX];
+	char tried[8 * PATH_MAX] = "", cache[PATH_MAX];
 
 	if (loaded)
 		return 0;
 	repo_cache_path(cache, sizeof(cache));
 	if (try_load(getenv("TESTVM_UNICORN"), tried, sizeof(tried)) == 0 ||
 	    try_load(cache, tried, sizeof(tried)) == 0 ||
-	    (python_path(py, sizeof(py)), try_load(py, tried, sizeof(tried))) == 0 ||
+	    try_python(tried, sizeof(tried)) == 0 ||
 	    try_load(UC_SONAME, tried, sizeof(tried)) == 0) {
 		loaded = 1;
 		return 0;
 	}
-	fprintf(stderr, "testvm: no /dev/kvm, and no Unicorn 2.1 library for the "
-	    "software CPU (looked in: %s; set TESTVM_UNICORN=/path/to/%s, or "
+	fprintf(stderr, "testvm: the software CPU needs the Unicorn 2.1 library, "
+	    "not found (looked in: %s; set TESTVM_UNICORN=/path/to/%s, or "
 	    "pip install --target .cache/unicorn unicorn)\n", tried, UC_SONAME);
 	return -1;
 }
