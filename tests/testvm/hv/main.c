@@ -209,6 +209,8 @@ main(int argc, char **argv)
 	dev_serial_open(&vm, serial);
 	vm.lapic_sipi = vmlinux != NULL;
 	vm_create_kvm(&vm, mem);
+	if (vmlinux != NULL)
+		sk_require_kvm("the Linux guest");
 	for (int i = 0; i < vm.ncpus; i++)
 		vcpu_create(&vm, i);
 	if (vmlinux != NULL)

@@ -60,6 +60,14 @@ sk_active(void)
 	return mode == 1;
 }
 
+void
+sk_require_kvm(const char *what)
+{
+	if (sk_active())
+		die("%s needs KVM (/dev/kvm): the software CPU has no in-kernel "
+		    "interrupt controller or timer to deliver its interrupts", what);
+}
+
 static struct sk_obj *
 lookup(int fd, enum sk_kind kind)
 {
@@ -528,9 +536,8 @@ vm_ioctl(struct sk_vm *vm, unsigned long req, void *arg)
 	case KVM_CREATE_IRQCHIP:
 		return 0;	/* nothing to set up: no real mode tricks, no IRQs */
 	case KVM_CREATE_PIT2:
-		die("the Linux guest needs KVM (/dev/kvm): the software CPU has no "
-		    "in-kernel interrupt controller or timer to deliver its "
-		    "interrupts");
+		sk_require_kvm("the in-kernel PIT");
+		return -1;
 	case KVM_SET_USER_MEMORY_REGION:
 		return set_memory(vm, arg);
 	case KVM_CREATE_VCPU:

@@ -20,6 +20,8 @@ int sk_ioctl(int fd, unsigned long request, ...);
 void *sk_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off);
 /* Is the VM on the software CPU? */
 bool sk_active(void);
+/* On the software CPU, exit saying `what` needs KVM (a guest that needs interrupts). */
+void sk_require_kvm(const char *what);
 
 #ifndef SOFTKVM_IMPL
 #define open(...) sk_open(__VA_ARGS__)
