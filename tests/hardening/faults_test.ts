@@ -5,11 +5,11 @@
  * per-vCPU counters, which move only while a vCPU runs.
  */
 import assert from "node:assert/strict";
-import { kvmAvailable, TestVm, testvmBuilt } from "../helpers/testvm.ts";
+import { TestVm, testvmBuilt } from "../helpers/testvm.ts";
 import { RawClient } from "../rsp/tcp_client.ts";
 import { Observer, packet, Server, sleep, until } from "./harness.ts";
 
-const ignore = !testvmBuilt() || !kvmAvailable();
+const ignore = !testvmBuilt();
 const CPUS = 2;
 
 /** A test VM with every vCPU booted and running, the server on it, and an observer. */

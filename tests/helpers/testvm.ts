@@ -36,7 +36,10 @@ export function testvmBuilt(): boolean {
     });
 }
 
-/** Whether this machine can run it (/dev/kvm). */
+/**
+ * Whether this machine has KVM (/dev/kvm), which the Linux guest needs. The demo guest runs
+ * without it too, on the test VM's software CPU (Unicorn 2.1).
+ */
 export function kvmAvailable(): boolean {
   try {
     Deno.statSync("/dev/kvm");

@@ -19,16 +19,10 @@ import {
   VmTarget,
   waitAndHold,
 } from "../../vmm/mod.ts";
-import {
-  kvmAvailable,
-  LIBVMMAPI,
-  TestVm,
-  testvmBuilt,
-  type TestVmOptions,
-} from "../helpers/testvm.ts";
+import { LIBVMMAPI, TestVm, testvmBuilt, type TestVmOptions } from "../helpers/testvm.ts";
 import * as L from "../testvm/layout.ts";
 
-const ignore = !testvmBuilt() || !kvmAvailable();
+const ignore = !testvmBuilt();
 const PROBE = new URL("../testvm/build/probe", import.meta.url).pathname;
 const SUITES = [
   { generation: "0200", vmmVersion: 15 },

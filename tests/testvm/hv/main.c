@@ -243,6 +243,8 @@ main(int argc, char **argv)
 	vm_create_kvm(&vm, mem);
 	if (bootrom)
 		bootrom_create(&vm, dir != NULL && *dir ? dir : TVM_DEFAULT_DIR);
+	if (vmlinux != NULL)
+		sk_require_kvm("the Linux guest");
 	for (int i = 0; i < vm.ncpus; i++)
 		vcpu_create(&vm, i);
 	if (vmlinux != NULL)

@@ -182,4 +182,7 @@ void control_cleanup(void);
 
 void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
 
+/* Last: where /dev/kvm is missing, KVM calls go to the software CPU. */
+#include "softkvm.h"
+
 #endif /* TESTVM_H */
