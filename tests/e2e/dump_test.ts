@@ -1,7 +1,7 @@
 /**
  * End-to-end: `bhyve-gdbstub dump` (a separate process, `deno run main.ts dump`) saving the
  * test VM while it runs, read back by the real gdb and readelf; the guest runs on afterwards,
- * and a SIGTERM mid-dump leaves nothing behind. Needs /dev/kvm (the test VM).
+ * and a SIGTERM mid-dump leaves nothing behind.
  */
 import assert from "node:assert/strict";
 import { RUN_PERMISSIONS } from "../../cli.ts";

@@ -15,7 +15,7 @@ import { ElfTarget } from "../helpers/elf_target.ts";
 import { GuestProbe } from "../helpers/guest.ts";
 import { type LldbStep, runLldbSession } from "../helpers/lldb.ts";
 import { Stub } from "../helpers/stub.ts";
-import { kvmAvailable, TestVm, testvmBuilt } from "../helpers/testvm.ts";
+import { TestVm, testvmBuilt } from "../helpers/testvm.ts";
 import * as L from "../testvm/layout.ts";
 
 const GUEST_ELF = new URL("guest.elf", L.BUILD_DIR).pathname;
@@ -289,7 +289,7 @@ function assertLldb(output: string, allowWrite: boolean): void {
   );
 }
 
-const noVm = !testvmBuilt() || !kvmAvailable();
+const noVm = !testvmBuilt();
 const backends = [
   {
     name: "guest image",

@@ -12,12 +12,12 @@
 import assert from "node:assert/strict";
 import { runGdb } from "../helpers/gdb.ts";
 import { runLldb } from "../helpers/lldb.ts";
-import { kvmAvailable, TestVm, testvmBuilt } from "../helpers/testvm.ts";
+import { TestVm, testvmBuilt } from "../helpers/testvm.ts";
 import { RawClient } from "../rsp/tcp_client.ts";
 import * as L from "../testvm/layout.ts";
 import { Observer, Server, sleep, until } from "./harness.ts";
 
-const ignore = !testvmBuilt() || !kvmAvailable();
+const ignore = !testvmBuilt();
 const CPUS = 2;
 /** 48 MiB of the guest's direct map: a dump long enough to be stopped in the middle. */
 const DUMP = `0x${L.DMAP_VBASE.toString(16)} 0x${(L.DMAP_VBASE + (48n << 20n)).toString(16)}`;

@@ -7,12 +7,12 @@
 import assert from "node:assert/strict";
 import { RUN_PERMISSIONS } from "../../cli.ts";
 import { parseHoldRecord } from "../../vmm/hold_record.ts";
-import { kvmAvailable, LIBVMMAPI, TestVm, testvmBuilt } from "../helpers/testvm.ts";
+import { LIBVMMAPI, TestVm, testvmBuilt } from "../helpers/testvm.ts";
 import { RawClient } from "../rsp/tcp_client.ts";
 import * as L from "../testvm/layout.ts";
 import { freePort, MAIN, Observer, Server, until } from "./harness.ts";
 
-const ignore = !testvmBuilt() || !kvmAvailable();
+const ignore = !testvmBuilt();
 const CPUS = 2;
 const CRASHING_MAIN = new URL("./crashing_main.ts", import.meta.url).pathname;
 
@@ -245,7 +245,7 @@ async function waitingServer(
   const done = (async () => {
     for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) text += chunk;
   })();
-  await until(() => /holding VM absent/.test(text), "the waiting line", 30_000);
+  await until(() => /waiting for VM absent/.test(text), "the waiting line", 30_000);
   return { child, stderr: async () => (await done, text) };
 }
 
