@@ -54,8 +54,8 @@ struct sk_vcpu {
 	bool stopping;		/* uc_emu_stop was asked for a kick */
 	bool intr;		/* the posted exit is a kick (EINTR) */
 	bool halted;		/* HLT: only a kick leaves KVM_RUN */
-	bool flush_tb;		/* guest code may have changed meanwhile */
-	int64_t left_ns;	/* when KVM_RUN last returned */
+	bool refresh;		/* stopped to drop translated code, not an exit */
+	int64_t flushed_ns;	/* when translated code was last dropped */
 	enum sk_hook_exit hook_exit;
 	uint32_t exception;
 	uint64_t unmapped_gpa;

@@ -33,13 +33,17 @@
 #define NEVER		(~0ULL)		/* an `until` no fetch reaches */
 
 /*
- * Another process (a debugger) can write guest code, and the engine keeps
- * translated code until told: after a pause this long outside KVM_RUN
- * (a vCPU held by a debugger), it translates afresh.  Not after every
- * exit: a fresh translation after each brief freeze would make stops land
- * far more often at the first instruction of a block than on a CPU.
+ * Another process (a debugger writing an int3, say) can write guest code,
+ * and the engine keeps its translations of code until told: it cannot see
+ * writes that do not go through it.  So translated code is dropped every
+ * 20 ms of running (the engine is stopped at a block boundary and
+ * restarted, unseen by the hypervisor): a write to guest code takes effect
+ * within 20 ms instead of at once.  Not more often: a kick lands at the
+ * start of a block being translated, and a fresh translation after every
+ * stop would make stops land far more often on a block's first instruction
+ * than they do on a CPU.
  */
-#define FLUSH_AFTER_NS	(20 * 1000 * 1000LL)
+#define REFRESH_NS	(20 * 1000 * 1000LL)
 
 static int64_t
 now_ns(void)
@@ -292,11 +296,13 @@ emu_thread(void *arg)
 			continue;
 		}
 		bool step = (v->guest_debug & KVM_GUESTDBG_SINGLESTEP) != 0;
-		bool flush = v->flush_tb;
+		bool flush = now_ns() - v->flushed_ns >= REFRESH_NS;
 		uint64_t rip;
 		v->busy = true;
 		v->hook_exit = HX_NONE;
-		v->flush_tb = false;
+		v->refresh = false;
+		if (flush)
+			v->flushed_ns = now_ns();
 		pthread_mutex_unlock(&v->lock);
 
 		if (flush)
@@ -306,6 +312,11 @@ emu_thread(void *arg)
 
 		pthread_mutex_lock(&v->lock);
 		v->busy = false;
+		if (v->refresh && v->hook_exit == HX_NONE && !v->stopping &&
+		    err == 0 && !step) {
+			v->go = true;	/* only stopped to translate afresh */
+			continue;
+		}
 		finish(v, err, step);
 		if (!v->halted)
 			v->posted = true;
@@ -349,8 +360,6 @@ sk_run(struct sk_vcpu *v)
 	bool intr;
 
 	pthread_mutex_lock(&v->lock);
-	if (now_ns() - v->left_ns > FLUSH_AFTER_NS)
-		v->flush_tb = true;
 	v->posted = false;
 	v->stopping = false;
 	if (v->io_wait) {
@@ -372,13 +381,16 @@ sk_run(struct sk_vcpu *v)
 			}
 			v->stopping = true;
 			uc.emu_stop(v->uc);	/* again each ms: it may not have started */
+		} else if (v->busy && !(v->guest_debug & KVM_GUESTDBG_SINGLESTEP) &&
+		    (v->refresh || now_ns() - v->flushed_ns >= REFRESH_NS)) {
+			v->refresh = true;
+			uc.emu_stop(v->uc);	/* again each ms, as above */
 		}
 		wait_1ms(v);
 	}
 	v->posted = false;
 	intr = v->intr;
 	v->intr = false;
-	v->left_ns = now_ns();
 	pthread_mutex_unlock(&v->lock);
 	if (intr) {
 		run->exit_reason = KVM_EXIT_INTR;
