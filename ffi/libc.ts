@@ -16,6 +16,10 @@ const COMMON = {
   strerror: { parameters: ["i32"], result: "pointer" },
   /** void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t offset); */
   mmap: { parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"], result: "pointer" },
+  /** int open(const char *path, int flags, ...); */
+  open: { parameters: ["buffer", "i32"], result: "i32" },
+  /** int close(int fd); */
+  close: { parameters: ["i32"], result: "i32" },
   /** int munmap(void *addr, size_t len); */
   munmap: { parameters: ["pointer", "usize"], result: "i32" },
 } as const satisfies Deno.ForeignLibraryInterface;
@@ -38,7 +42,18 @@ export interface Libc {
   errno(): number;
   strerror(errno: number): string;
   mmap(length: bigint, fd: number, offset: bigint): Deno.PointerValue;
+  /** mmap with explicit protection and flags (the emulator's private copy of guest RAM). */
+  mmapWith(
+    length: bigint,
+    prot: number,
+    flags: number,
+    fd: number,
+    offset: bigint,
+  ): Deno.PointerValue;
   munmap(address: Deno.PointerValue, length: bigint): number;
+  /** open(path, O_RDONLY): a file descriptor, or -1 (see errno). */
+  openReadOnly(path: string): number;
+  closeFd(fd: number): number;
 }
 
 /** A libc that could not be loaded. */
@@ -86,8 +101,17 @@ function wrap(lib: CommonSymbols, errnoPointer: () => Deno.PointerValue): Libc {
     mmap(length, fd, offset) {
       return lib.mmap(null, length, PROT_READ, MAP_SHARED, fd, offset);
     },
+    mmapWith(length, prot, flags, fd, offset) {
+      return lib.mmap(null, length, prot, flags, fd, offset);
+    },
     munmap(address, length) {
       return lib.munmap(address, length);
+    },
+    openReadOnly(path) {
+      return lib.open(new TextEncoder().encode(`${path}\0`), 0);
+    },
+    closeFd(fd) {
+      return lib.close(fd);
     },
   };
 }

@@ -1,0 +1,95 @@
+/**
+ * Guest RAM as a private copy-on-write mapping, for the emulator: it reads the guest's pages as
+ * they are and keeps its own writes to itself, so an emulated run never changes the guest.
+ *
+ * @module
+ */
+import type { RamImage, RamRange } from "../emu/emulator.ts";
+import { errnoName } from "./errno.ts";
+import { libc } from "./libc.ts";
+
+const PROT_READ_WRITE = 3;
+const MAP_PRIVATE = 2;
+
+/** A {@link RamImage} with the pointers ffi/ needs (kept in ffi/). */
+export class PrivateRam implements RamImage {
+  readonly ranges: readonly RamRange[];
+  readonly pointers: Deno.PointerObject[];
+  #open = true;
+
+  private constructor(ranges: RamRange[], pointers: Deno.PointerObject[]) {
+    this.ranges = ranges;
+    this.pointers = pointers;
+  }
+
+  /** Maps each range of `fd` (at offset = guest-physical address) privately, read-write. */
+  static map(fd: number, ranges: readonly RamRange[], offsets?: readonly bigint[]): PrivateRam {
+    const c = libc();
+    const pointers: Deno.PointerObject[] = [];
+    try {
+      ranges.forEach((range, i) => {
+        const offset = offsets?.[i] ?? range.gpa;
+        const pointer = c.mmapWith(range.length, PROT_READ_WRITE, MAP_PRIVATE, fd, offset);
+        if (pointer === null || Deno.UnsafePointer.value(pointer) === 0xffff_ffff_ffff_ffffn) {
+          const errno = c.errno();
+          throw new Error(
+            `private mapping of guest RAM 0x${range.gpa.toString(16)} failed: ` +
+              `${errnoName(errno)} (${c.strerror(errno)})`,
+          );
+        }
+        pointers.push(pointer);
+      });
+    } catch (error) {
+      pointers.forEach((p, i) => c.munmap(p, ranges[i]!.length));
+      throw error;
+    }
+    return new PrivateRam([...ranges], pointers);
+  }
+
+  /**
+   * Maps ranges of a file holding guest RAM (e.g. QEMU's memory-backend-file): range i at file
+   * offset `offsets[i]`.
+   */
+  static fromFile(
+    path: string,
+    ranges: readonly RamRange[],
+    offsets: readonly bigint[],
+  ): PrivateRam {
+    const c = libc();
+    const fd = c.openReadOnly(path);
+    if (fd < 0) {
+      const errno = c.errno();
+      throw new Error(`cannot open ${path}: ${errnoName(errno)} (${c.strerror(errno)})`);
+    }
+    try {
+      return PrivateRam.map(fd, ranges, offsets);
+    } finally {
+      c.closeFd(fd); // the mappings stay valid
+    }
+  }
+
+  /** The range index and offset holding [gpa, gpa + length), if one does. */
+  locate(gpa: bigint, length: number): { index: number; offset: number } | undefined {
+    const index = this.ranges.findIndex((r) =>
+      gpa >= r.gpa && gpa + BigInt(length) <= r.gpa + r.length
+    );
+    if (index < 0) return undefined;
+    return { index, offset: Number(gpa - this.ranges[index]!.gpa) };
+  }
+
+  /** A copy of the image's bytes at [gpa, gpa + length) (one range must hold them). */
+  read(gpa: bigint, length: number): Uint8Array {
+    const where = this.locate(gpa, length);
+    if (where === undefined || !this.#open) {
+      throw new Error(`0x${gpa.toString(16)} (+${length}) is not in guest RAM`);
+    }
+    const pointer = Deno.UnsafePointer.offset(this.pointers[where.index]!, where.offset);
+    return new Uint8Array(Deno.UnsafePointerView.getArrayBuffer(pointer!, length)).slice();
+  }
+
+  close(): void {
+    if (!this.#open) return;
+    this.#open = false;
+    this.pointers.forEach((p, i) => libc().munmap(p, this.ranges[i]!.length));
+  }
+}

@@ -1,0 +1,517 @@
+/**
+ * The {@link Emulator} over libunicorn: one engine per private RAM image, guest RAM mapped at
+ * its guest-physical addresses, Unicorn's own MMU walking the guest's page tables from CR3.
+ *
+ * A run is sliced (so Ctrl-C and the wall-time budget are noticed between slices) and watched
+ * by one code hook, which counts instructions, stops at breakpoints and refuses instructions
+ * (emu/refusal.ts) before they execute; a write hook records the guest-physical bytes written
+ * and notices watchpoints; exceptions and accesses outside RAM stop the run with a refusal.
+ *
+ * @module
+ */
+import type {
+  CpuState,
+  EmuBreakpoint,
+  Emulator,
+  EmuStop,
+  RamWrite,
+  RunRequest,
+  RunResult,
+  Scalar,
+  Segment,
+  SegmentName,
+} from "../emu/emulator.ts";
+import { SCALARS, SEGMENTS } from "../emu/emulator.ts";
+import { refusal } from "../emu/refusal.ts";
+import type { PrivateRam } from "./ram_image.ts";
+import type { LoadedUnicorn } from "./unicorn.ts";
+import {
+  CODE_CALLBACK,
+  EVENTMEM_CALLBACK,
+  INTR_CALLBACK,
+  MEM_CALLBACK,
+  UC_ARCH_X86,
+  UC_CPU_X86_HASWELL,
+  UC_CTL_CPU_MODEL_WRITE,
+  UC_MODE_64,
+  UC_PROT_ALL,
+  UC_PROT_READ,
+  UC_PROT_WRITE,
+  UcErr,
+  UcHook,
+  UcMem,
+  UcX86Reg,
+  type UnicornSymbols,
+} from "./unicorn_symbols.ts";
+
+/** Registers Unicorn takes as plain 64-bit values, by their gdb names. */
+const SCALAR_REGS: Partial<Record<Scalar, number>> = {
+  rax: UcX86Reg.RAX,
+  rbx: UcX86Reg.RBX,
+  rcx: UcX86Reg.RCX,
+  rdx: UcX86Reg.RDX,
+  rsi: UcX86Reg.RSI,
+  rdi: UcX86Reg.RDI,
+  rbp: UcX86Reg.RBP,
+  rsp: UcX86Reg.RSP,
+  r8: UcX86Reg.R8,
+  r9: UcX86Reg.R9,
+  r10: UcX86Reg.R10,
+  r11: UcX86Reg.R11,
+  r12: UcX86Reg.R12,
+  r13: UcX86Reg.R13,
+  r14: UcX86Reg.R14,
+  r15: UcX86Reg.R15,
+  rip: UcX86Reg.RIP,
+  eflags: UcX86Reg.RFLAGS,
+  cr2: UcX86Reg.CR2,
+  dr0: UcX86Reg.DR0,
+  dr1: UcX86Reg.DR1,
+  dr2: UcX86Reg.DR2,
+  dr3: UcX86Reg.DR3,
+  dr6: UcX86Reg.DR6,
+  dr7: UcX86Reg.DR7,
+};
+
+const SEGMENT_REGS: Record<SegmentName, number> = {
+  es: UcX86Reg.ES,
+  cs: UcX86Reg.CS,
+  ss: UcX86Reg.SS,
+  ds: UcX86Reg.DS,
+  fs: UcX86Reg.FS,
+  gs: UcX86Reg.GS,
+  ldtr: UcX86Reg.LDTR,
+  tr: UcX86Reg.TR,
+};
+
+const MSR_EFER = 0xc000_0080;
+const MSR_KERNEL_GS_BASE = 0xc000_0102;
+
+/** Instructions per slice: between slices the run looks at Ctrl-C and the clock. */
+const SLICE = 2_000_000;
+
+const EXCEPTIONS: Record<number, string> = {
+  0: "#DE (divide error)",
+  1: "#DB (debug)",
+  3: "#BP (breakpoint instruction)",
+  4: "#OF (overflow)",
+  5: "#BR (bound range)",
+  6: "#UD (invalid opcode)",
+  7: "#NM (device not available)",
+  8: "#DF (double fault)",
+  10: "#TS (invalid TSS)",
+  11: "#NP (segment not present)",
+  12: "#SS (stack fault)",
+  13: "#GP (general protection)",
+  14: "#PF (page fault)",
+  16: "#MF (x87 error)",
+  17: "#AC (alignment check)",
+  18: "#MC (machine check)",
+  19: "#XM (SIMD error)",
+};
+
+const hex = (v: bigint | number) => `0x${v.toString(16)}`;
+
+/** Opens an emulator over `ram` with `lib`. */
+export function openUnicornEmulator(lib: LoadedUnicorn, ram: PrivateRam): Emulator {
+  return new UnicornEmulator(lib.symbols, ram);
+}
+
+class UnicornEmulator implements Emulator {
+  #uc: UnicornSymbols;
+  #ram: PrivateRam;
+  #engine: Deno.PointerObject;
+  #callbacks: Deno.UnsafeCallback[] = [];
+  #u64 = new BigUint64Array(1);
+  #mmr = new Uint8Array(24);
+  #mmrView = new DataView(this.#mmr.buffer);
+  #msr = new Uint8Array(16);
+  #msrView = new DataView(this.#msr.buffer);
+  #bytes = new Uint8Array(16);
+  #verdicts = new Map<bigint, string | null>();
+
+  // The run in progress.
+  #count = 0;
+  #executed = 0;
+  #current = -1n;
+  #stop: EmuStop | undefined;
+  #breakpoints = new Map<bigint, EmuBreakpoint>();
+  #watches: EmuBreakpoint[] = [];
+  #pendingWatch: { breakpoint: EmuBreakpoint; address: bigint } | undefined;
+  #writes: { gpa: bigint; size: number }[] = [];
+  #long = true;
+  #knownKgs = false;
+  #outside: string | undefined;
+  #exception: number | undefined;
+
+  constructor(uc: UnicornSymbols, ram: PrivateRam) {
+    this.#uc = uc;
+    this.#ram = ram;
+    const out = new BigUint64Array(1);
+    check(uc, uc.uc_open(UC_ARCH_X86, UC_MODE_64, out), "uc_open");
+    this.#engine = Deno.UnsafePointer.create(out[0]!)!;
+    // A model with the instructions a current guest expects (CPUID itself is refused).
+    check(uc, uc.uc_ctl(this.#engine, UC_CTL_CPU_MODEL_WRITE, UC_CPU_X86_HASWELL), "uc_ctl");
+    ram.ranges.forEach((range, i) => {
+      check(
+        uc,
+        uc.uc_mem_map_ptr(this.#engine, range.gpa, range.length, UC_PROT_ALL, ram.pointers[i]!),
+        `uc_mem_map_ptr(${hex(range.gpa)}, ${hex(range.length)})`,
+      );
+    });
+    this.#hook(UcHook.CODE, CODE_CALLBACK, (_uc, address) => this.#onCode(address));
+    this.#hook(UcHook.INTR, INTR_CALLBACK, (_uc, intno) => this.#onInterrupt(intno));
+    this.#hook(UcHook.MEM_WRITE, MEM_CALLBACK, (_uc, _type, address, size) => {
+      this.#onWrite(address, size);
+    });
+    this.#hook(
+      UcHook.MEM_READ_UNMAPPED | UcHook.MEM_WRITE_UNMAPPED | UcHook.MEM_FETCH_UNMAPPED,
+      EVENTMEM_CALLBACK,
+      (_uc, type, address, size) => {
+        const what = type === UcMem.WRITE + 3
+          ? "writes"
+          : type === UcMem.FETCH + 3
+          ? "fetches from"
+          : "reads";
+        this.#outside = `it ${what} ${hex(address)} (${size} bytes), outside guest RAM ` +
+          "(device memory is emulated by bhyve)";
+        return false;
+      },
+    );
+  }
+
+  #hook<D extends Deno.UnsafeCallbackDefinition>(
+    type: number,
+    definition: D,
+    handler: Deno.UnsafeCallbackFunction<D["parameters"], D["result"]>,
+  ): void {
+    const callback = new Deno.UnsafeCallback(definition, handler);
+    this.#callbacks.push(callback);
+    const handle = new BigUint64Array(1);
+    check(
+      this.#uc,
+      this.#uc.uc_hook_add(this.#engine, handle, type, callback.pointer, null, 1n, 0n, 0),
+      "uc_hook_add",
+    );
+  }
+
+  async run(request: RunRequest): Promise<RunResult> {
+    this.#load(request.state);
+    this.#count = request.count;
+    this.#executed = 0;
+    this.#stop = undefined;
+    this.#pendingWatch = undefined;
+    this.#writes = [];
+    this.#outside = undefined;
+    this.#exception = undefined;
+    this.#breakpoints.clear();
+    this.#watches = [];
+    for (const bp of request.breakpoints ?? []) {
+      if (bp.kind === "sw" || bp.kind === "hw") this.#breakpoints.set(bp.address, bp);
+      else this.#watches.push(bp);
+    }
+    this.#long = (request.state.scalars.efer & 0x400n) !== 0n &&
+      (request.state.segments.cs.access & 0x2000) !== 0;
+    this.#knownKgs = request.state.kernelGsBase !== undefined;
+    const started = performance.now();
+    while (this.#stop === undefined) {
+      const rip = this.#reg(UcX86Reg.RIP);
+      this.#current = -1n;
+      const sliceEnd = Math.min(this.#count, this.#executed + SLICE);
+      const limit = this.#count;
+      this.#count = sliceEnd;
+      const err = this.#uc.uc_emu_start(this.#engine, rip, 0n, 0n, 0n);
+      this.#count = limit;
+      this.#settle(err);
+      if (this.#stop !== undefined) break;
+      if (this.#executed >= this.#count) {
+        this.#stop = { kind: "count" };
+      } else if (request.interrupted?.()) {
+        this.#stop = { kind: "refused", message: "interrupted (Ctrl-C)" };
+      } else if (request.maxMs !== undefined && performance.now() - started > request.maxMs) {
+        this.#stop = { kind: "budget", what: "time" };
+      } else if (this.#executed < sliceEnd) {
+        // Unicorn returned without a reason of ours: say so rather than loop.
+        this.#stop = { kind: "refused", message: `the emulator stopped at ${hex(rip)}` };
+      }
+      // Let the event loop see a Ctrl-C between slices.
+      if (this.#stop === undefined) await new Promise((r) => setTimeout(r, 0));
+    }
+    return {
+      state: this.#save(request.state),
+      executed: this.#executed,
+      stop: this.#stop,
+      writes: this.#collectWrites(),
+    };
+  }
+
+  /** Turns how uc_emu_start ended into a stop, with RIP at a clean instruction boundary. */
+  #settle(err: number): void {
+    if (this.#exception !== undefined || this.#outside !== undefined) {
+      const rip = this.#reg(UcX86Reg.RIP);
+      // An exception in the instruction the code hook let through: it did not complete.
+      const inCurrent = this.#current >= 0n &&
+        (this.#outside !== undefined || rip === this.#current);
+      if (inCurrent) {
+        this.#executed--;
+        this.#setReg(UcX86Reg.RIP, this.#current);
+      }
+      const at = inCurrent ? this.#current : rip;
+      if (!inCurrent && this.#executed >= this.#count) {
+        this.#stop = { kind: "count" };
+        return;
+      }
+      const what = this.#outside ?? this.#describeException(this.#exception!);
+      this.#stop = {
+        kind: "refused",
+        message: `${this.#describeInstruction(at)}: ${what}`,
+      };
+      return;
+    }
+    if (err !== UcErr.OK && this.#stop === undefined) {
+      this.#stop = {
+        kind: "refused",
+        message: `the emulator failed: ${strerror(this.#uc, err)}`,
+      };
+    }
+  }
+
+  #describeException(vector: number): string {
+    const name = EXCEPTIONS[vector] ?? `interrupt ${vector}`;
+    if (vector === 14) {
+      const cr2 = this.#reg(UcX86Reg.CR2);
+      return `it raises ${name} at ${hex(cr2)}; that is for the guest's own handler: ` +
+        "continue natively to let the guest handle it";
+    }
+    if (vector >= 32 || vector === 3) {
+      return `it raises ${name}; delivering it through the guest's IDT is left to the CPU: ` +
+        "continue natively";
+    }
+    return `it raises ${name}; the guest handles that natively: continue natively`;
+  }
+
+  #describeInstruction(address: bigint): string {
+    const bytes = this.#fetch(address);
+    const shown = bytes === undefined
+      ? ""
+      : ` (bytes ${
+        [...bytes.subarray(0, 8)].map((b) => b.toString(16).padStart(2, "0")).join(" ")
+      })`;
+    return `the instruction at ${hex(address)}${shown}`;
+  }
+
+  #fetch(address: bigint): Uint8Array | undefined {
+    // Up to 15 bytes, fewer where the next page is not mapped.
+    for (const length of [15, Number(0x1000n - (address & 0xfffn))]) {
+      const n = Math.min(15, length);
+      const err = this.#uc.uc_mem_read(this.#engine, address, this.#bytes, BigInt(n));
+      if (err === UcErr.OK) return this.#bytes.slice(0, n);
+    }
+    return undefined;
+  }
+
+  #onCode(address: bigint): void {
+    if (this.#stop !== undefined) return;
+    if (this.#pendingWatch !== undefined) {
+      this.#stop = { kind: "watch", ...this.#pendingWatch };
+    } else if (this.#executed >= this.#count) {
+      // The slice (or the whole run) is done: stop before this instruction.
+      this.#uc.uc_emu_stop(this.#engine);
+      return;
+    } else if (this.#executed > 0 && this.#breakpoints.has(address)) {
+      this.#stop = { kind: "breakpoint", breakpoint: this.#breakpoints.get(address)! };
+    } else {
+      let verdict = this.#verdicts.get(address);
+      if (verdict === undefined) {
+        const bytes = this.#fetch(address);
+        verdict = bytes === undefined ? null : refusal(bytes, this.#long, this.#knownKgs) ?? null;
+        this.#verdicts.set(address, verdict);
+      }
+      if (verdict !== null) {
+        this.#stop = {
+          kind: "refused",
+          message: `${this.#describeInstruction(address)} is ${verdict}`,
+        };
+      } else {
+        this.#current = address;
+        this.#executed++;
+        return;
+      }
+    }
+    this.#uc.uc_emu_stop(this.#engine);
+  }
+
+  #onInterrupt(vector: number): void {
+    this.#exception = vector;
+    this.#uc.uc_emu_stop(this.#engine);
+  }
+
+  #onWrite(address: bigint, size: number): void {
+    const pageEnd = (address | 0xfffn) + 1n;
+    const first = Number(pageEnd - address < BigInt(size) ? pageEnd - address : BigInt(size));
+    this.#record(address, first);
+    if (first < size) this.#record(pageEnd, size - first);
+    if (this.#watches.length > 0 && this.#pendingWatch === undefined) {
+      const end = address + BigInt(size);
+      const hit = this.#watches.find((w) =>
+        w.kind !== "read" && address < w.address + BigInt(w.length) && w.address < end
+      );
+      if (hit !== undefined) {
+        this.#pendingWatch = {
+          breakpoint: hit,
+          address: address > hit.address ? address : hit.address,
+        };
+      }
+    }
+  }
+
+  #record(address: bigint, size: number): void {
+    const err = this.#uc.uc_vmem_translate(this.#engine, address, UC_PROT_WRITE, this.#u64);
+    if (err !== UcErr.OK) return; // the write itself then faults, and is refused
+    this.#writes.push({ gpa: this.#u64[0]!, size });
+  }
+
+  /** The run's writes as merged guest-physical ranges with their final bytes. */
+  #collectWrites(): RamWrite[] {
+    const sorted = [...this.#writes].sort((a, b) => (a.gpa < b.gpa ? -1 : a.gpa > b.gpa ? 1 : 0));
+    const merged: { gpa: bigint; end: bigint }[] = [];
+    for (const w of sorted) {
+      const last = merged.at(-1);
+      const end = w.gpa + BigInt(w.size);
+      if (last !== undefined && w.gpa <= last.end) {
+        if (end > last.end) last.end = end;
+      } else {
+        merged.push({ gpa: w.gpa, end });
+      }
+    }
+    return merged.flatMap(({ gpa, end }) => {
+      const length = Number(end - gpa);
+      if (this.#ram.locate(gpa, length) === undefined) return [];
+      return [{ gpa, bytes: this.#ram.read(gpa, length) }];
+    });
+  }
+
+  #reg(id: number): bigint {
+    check(this.#uc, this.#uc.uc_reg_read(this.#engine, id, this.#u64), "uc_reg_read");
+    return this.#u64[0]!;
+  }
+
+  #setReg(id: number, value: bigint): void {
+    this.#u64[0] = value;
+    check(this.#uc, this.#uc.uc_reg_write(this.#engine, id, this.#u64), `uc_reg_write(${id})`);
+  }
+
+  #writeMsr(msr: number, value: bigint): void {
+    this.#msrView.setUint32(0, msr, true);
+    this.#msrView.setBigUint64(8, value, true);
+    check(this.#uc, this.#uc.uc_reg_write(this.#engine, UcX86Reg.MSR, this.#msr), "wrmsr");
+  }
+
+  #readMsr(msr: number): bigint {
+    this.#msrView.setUint32(0, msr, true);
+    check(this.#uc, this.#uc.uc_reg_read(this.#engine, UcX86Reg.MSR, this.#msr), "rdmsr");
+    return this.#msrView.getBigUint64(8, true);
+  }
+
+  #writeMmr(id: number, selector: number, base: bigint, limit: number, access: number): void {
+    const v = this.#mmrView;
+    v.setUint16(0, selector, true);
+    v.setBigUint64(8, base, true);
+    v.setUint32(16, limit, true);
+    v.setUint32(20, qemuFlags(access), true);
+    check(this.#uc, this.#uc.uc_reg_write(this.#engine, id, this.#mmr), `uc_reg_write(${id})`);
+  }
+
+  #readMmr(id: number): { selector: number; base: bigint; limit: number } {
+    check(this.#uc, this.#uc.uc_reg_read(this.#engine, id, this.#mmr), `uc_reg_read(${id})`);
+    const v = this.#mmrView;
+    return {
+      selector: v.getUint16(0, true),
+      base: v.getBigUint64(8, true),
+      limit: v.getUint32(16, true),
+    };
+  }
+
+  /** Puts `state` into the engine: control state first, so segment loads see the GDT. */
+  #load(state: CpuState): void {
+    const s = state.scalars;
+    this.#setReg(UcX86Reg.CR4, s.cr4);
+    this.#writeMsr(MSR_EFER, s.efer);
+    this.#setReg(UcX86Reg.CR3, s.cr3);
+    this.#setReg(UcX86Reg.CR0, s.cr0);
+    this.#writeMmr(UcX86Reg.GDTR, 0, state.gdtr.base, state.gdtr.limit, 0);
+    this.#writeMmr(UcX86Reg.IDTR, 0, state.idtr.base, state.idtr.limit, 0);
+    for (const name of ["ldtr", "tr"] as const) {
+      const seg = state.segments[name];
+      this.#writeMmr(SEGMENT_REGS[name], seg.selector, seg.base, seg.limit, seg.access);
+    }
+    for (const name of ["cs", "ss", "ds", "es", "fs", "gs"] as const) {
+      this.#u64[0] = BigInt(state.segments[name].selector);
+      const err = this.#uc.uc_reg_write(this.#engine, SEGMENT_REGS[name], this.#u64);
+      if (err !== UcErr.OK) {
+        throw new Error(
+          `loading ${name.toUpperCase()} (selector ${hex(state.segments[name].selector)}) ` +
+            `into the emulator failed: ${strerror(this.#uc, err)}`,
+        );
+      }
+    }
+    this.#setReg(UcX86Reg.FS_BASE, state.segments.fs.base);
+    this.#setReg(UcX86Reg.GS_BASE, state.segments.gs.base);
+    if (state.kernelGsBase !== undefined) this.#writeMsr(MSR_KERNEL_GS_BASE, state.kernelGsBase);
+    for (const name of SCALARS) {
+      const id = SCALAR_REGS[name];
+      if (id !== undefined) this.#setReg(id, s[name]);
+    }
+  }
+
+  /** The engine's state after a run; segments keep their hidden parts (loads are refused). */
+  #save(before: CpuState): CpuState {
+    const scalars = { ...before.scalars };
+    for (const name of SCALARS) {
+      const id = SCALAR_REGS[name];
+      if (id !== undefined) scalars[name] = this.#reg(id);
+    }
+    scalars.cr0 = this.#reg(UcX86Reg.CR0);
+    scalars.cr3 = this.#reg(UcX86Reg.CR3);
+    scalars.cr4 = this.#reg(UcX86Reg.CR4);
+    scalars.efer = this.#readMsr(MSR_EFER);
+    const segments = { ...before.segments } as Record<SegmentName, Segment>;
+    segments.fs = { ...segments.fs, base: this.#reg(UcX86Reg.FS_BASE) };
+    segments.gs = { ...segments.gs, base: this.#reg(UcX86Reg.GS_BASE) };
+    const gdtr = this.#readMmr(UcX86Reg.GDTR);
+    const idtr = this.#readMmr(UcX86Reg.IDTR);
+    const state: CpuState = {
+      scalars,
+      segments,
+      gdtr: { base: gdtr.base, limit: gdtr.limit },
+      idtr: { base: idtr.base, limit: idtr.limit },
+    };
+    if (before.kernelGsBase !== undefined) {
+      state.kernelGsBase = this.#readMsr(MSR_KERNEL_GS_BASE);
+    }
+    void SEGMENTS;
+    return state;
+  }
+
+  close(): void {
+    this.#uc.uc_close(this.#engine);
+    for (const callback of this.#callbacks) callback.close();
+    this.#callbacks = [];
+  }
+}
+
+/** VMX access rights as QEMU's segment-cache flags (the descriptor's high dword, bits 8-23). */
+function qemuFlags(access: number): number {
+  return ((access & 0xff) << 8) | (((access >> 12) & 0xf) << 20);
+}
+
+function strerror(uc: UnicornSymbols, err: number): string {
+  const p = uc.uc_strerror(err);
+  return p === null ? `error ${err}` : `${Deno.UnsafePointerView.getCString(p)} (${err})`;
+}
+
+function check(uc: UnicornSymbols, err: number, what: string): void {
+  if (err !== UcErr.OK) throw new Error(`${what} failed: ${strerror(uc, err)}`);
+}
+
+void UC_PROT_READ;
