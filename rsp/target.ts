@@ -51,10 +51,48 @@ export interface ThreadInfo {
   extra: string;
 }
 
+/**
+ * Why a thread stopped: drives the stop reply's signal and fields, so the signal follows what
+ * happened (SIGTRAP for a step or a breakpoint, SIGINT only for an interrupt), never the attach.
+ */
+export type StopReason =
+  /** Ctrl-C (SIGINT), or the attach itself (reported as SIGTRAP). */
+  | { type: "interrupt" }
+  /** One instruction executed: SIGTRAP. */
+  | { type: "step" }
+  /** A software breakpoint (Z0) was hit: SIGTRAP with `swbreak:;`. */
+  | { type: "swbreak" }
+  /** A hardware breakpoint (Z1) was hit: SIGTRAP with `hwbreak:;`. */
+  | { type: "hwbreak" }
+  /** A watchpoint (Z2/Z3/Z4) was hit at `address`: SIGTRAP with `watch:`/`rwatch:`/`awatch:`. */
+  | { type: "watch" | "rwatch" | "awatch"; address: bigint }
+  /** What was asked could not be done; nothing moved. `message` says why, in words. */
+  | { type: "refused"; message: string };
+
 /** Why the target is not running any more. */
 export type StopEvent =
-  | { kind: "stopped"; thread: number; signal: number }
+  | {
+    kind: "stopped";
+    thread: number;
+    signal: number;
+    /** What made it stop, when the target knows (a step, a breakpoint hit, a refusal ...). */
+    reason?: StopReason;
+    /** Text for the user, shown by the client before it reports the stop (ends with "\n"). */
+    console?: string;
+  }
   | { kind: "exited"; status: number; message: string };
+
+/** Z0..Z4: software and hardware breakpoints, write, read and access watchpoints. */
+export type BreakpointKind = "sw" | "hw" | "write" | "read" | "access";
+
+/** One breakpoint or watchpoint as a `Z`/`z` packet names it. */
+export interface Breakpoint {
+  kind: BreakpointKind;
+  /** Guest virtual address, as the selected vCPU sees it. */
+  address: bigint;
+  /** The packet's kind field: bytes watched, or the breakpoint instruction's length. */
+  length: number;
+}
 
 /** Things a debugger may ask for that a target may be unable to do. */
 export type Capability = "step" | "breakpoint" | "write-memory" | "write-register";
@@ -103,13 +141,39 @@ export interface DebugTarget {
    */
   readMemory(thread: number, address: bigint, length: number): Uint8Array;
 
+  /**
+   * Writes `data` at `address` as `thread` sees it, page by page, never past a page that does
+   * not translate or is not RAM. Throws {@link TargetError} saying why, and how many bytes were
+   * written before it, when not all of `data` could be. Absent or refusing (see
+   * {@link unsupported}) unless writes were allowed.
+   */
+  writeMemory?(thread: number, address: bigint, data: Uint8Array): void;
+  /**
+   * Sets one register of `thread` (`value` little-endian, bitsize/8 bytes). Throws
+   * {@link TargetError} when the register cannot be written.
+   */
+  writeRegister?(thread: number, regnum: number, value: Uint8Array): void;
+
   /** Stops every thread (attach, Ctrl-C); resolves once all are parked. */
   stop(): Promise<StopEvent>;
-  /** Lets every thread run again. */
-  resume(): Promise<void>;
   /**
-   * While running: resolves when the target stops on its own (for a debugger outside bhyve,
-   * only when the VM vanishes). Rejects with an AbortError when `signal` aborts.
+   * Lets threads run again: those in `threads` (vCont per-thread actions, scheduler-locking),
+   * or every thread when `threads` is undefined. The others stay held.
+   */
+  resume(threads?: readonly number[]): Promise<void>;
+  /**
+   * Executes one instruction of `thread`; the others stay held. Resolves with the stop (reason
+   * "step", a breakpoint or watchpoint hit, or "refused" with the words when it cannot).
+   * Absent when the target cannot step at all ({@link unsupported} says why).
+   */
+  step?(thread: number, signal: AbortSignal): Promise<StopEvent>;
+  /** `Z`: throws {@link TargetError} with the reason in words when it cannot be honoured. */
+  insertBreakpoint?(bp: Breakpoint): void;
+  /** `z`: removing one that is not there is not an error. */
+  removeBreakpoint?(bp: Breakpoint): void;
+  /**
+   * While running: resolves when the target stops on its own (a breakpoint or watchpoint hit,
+   * a refusal, or the VM vanishing). Rejects with an AbortError when `signal` aborts (Ctrl-C).
    */
   waitForStop(signal: AbortSignal): Promise<StopEvent>;
   /** Undoes the attach: resumes exactly what this debugger stopped, and releases the target. */
