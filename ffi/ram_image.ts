@@ -15,35 +15,52 @@ const MAP_PRIVATE = 2;
 export class PrivateRam implements RamImage {
   readonly ranges: readonly RamRange[];
   readonly pointers: Deno.PointerObject[];
+  /** The same ranges shared and read-only: the guest's bytes, as the baseline for changes. */
+  readonly originals: Deno.PointerObject[];
+  /** Per page already reported: its bytes as of the last report (else the original's). */
+  #baseline = new Map<bigint, Uint8Array>();
   #open = true;
 
-  private constructor(ranges: RamRange[], pointers: Deno.PointerObject[]) {
+  private constructor(
+    ranges: RamRange[],
+    pointers: Deno.PointerObject[],
+    originals: Deno.PointerObject[],
+  ) {
     this.ranges = ranges;
     this.pointers = pointers;
+    this.originals = originals;
   }
 
   /** Maps each range of `fd` (at offset = guest-physical address) privately, read-write. */
   static map(fd: number, ranges: readonly RamRange[], offsets?: readonly bigint[]): PrivateRam {
     const c = libc();
     const pointers: Deno.PointerObject[] = [];
+    const originals: Deno.PointerObject[] = [];
+    const mapOne = (range: RamRange, offset: bigint, shared: boolean) => {
+      const pointer = shared
+        ? c.mmap(range.length, fd, offset)
+        : c.mmapWith(range.length, PROT_READ_WRITE, MAP_PRIVATE, fd, offset);
+      if (pointer === null || Deno.UnsafePointer.value(pointer) === 0xffff_ffff_ffff_ffffn) {
+        const errno = c.errno();
+        throw new Error(
+          `mapping guest RAM 0x${range.gpa.toString(16)} for the emulator failed: ` +
+            `${errnoName(errno)} (${c.strerror(errno)})`,
+        );
+      }
+      return pointer;
+    };
     try {
       ranges.forEach((range, i) => {
         const offset = offsets?.[i] ?? range.gpa;
-        const pointer = c.mmapWith(range.length, PROT_READ_WRITE, MAP_PRIVATE, fd, offset);
-        if (pointer === null || Deno.UnsafePointer.value(pointer) === 0xffff_ffff_ffff_ffffn) {
-          const errno = c.errno();
-          throw new Error(
-            `private mapping of guest RAM 0x${range.gpa.toString(16)} failed: ` +
-              `${errnoName(errno)} (${c.strerror(errno)})`,
-          );
-        }
-        pointers.push(pointer);
+        pointers.push(mapOne(range, offset, false));
+        originals.push(mapOne(range, offset, true));
       });
     } catch (error) {
       pointers.forEach((p, i) => c.munmap(p, ranges[i]!.length));
+      originals.forEach((p, i) => c.munmap(p, ranges[i]!.length));
       throw error;
     }
-    return new PrivateRam([...ranges], pointers);
+    return new PrivateRam([...ranges], pointers, originals);
   }
 
   /**
@@ -77,6 +94,36 @@ export class PrivateRam implements RamImage {
     return { index, offset: Number(gpa - this.ranges[index]!.gpa) };
   }
 
+  /**
+   * What changed in guest-physical page `page` (its address) since the last call for it: runs
+   * of differing bytes with their new values. Pages outside RAM have none.
+   */
+  changes(page: bigint): { gpa: bigint; bytes: Uint8Array }[] {
+    const where = this.locate(page, 4096);
+    if (where === undefined || !this.#open) return [];
+    const now = this.#view(this.pointers, where.index, where.offset);
+    const before = this.#baseline.get(page) ??
+      this.#view(this.originals, where.index, where.offset);
+    const changes: { gpa: bigint; bytes: Uint8Array }[] = [];
+    for (let i = 0; i < 4096;) {
+      if (now[i] === before[i]) {
+        i++;
+        continue;
+      }
+      let end = i + 1;
+      while (end < 4096 && now[end] !== before[end]) end++;
+      changes.push({ gpa: page + BigInt(i), bytes: now.slice(i, end) });
+      i = end;
+    }
+    if (changes.length > 0) this.#baseline.set(page, now.slice());
+    return changes;
+  }
+
+  #view(pointers: Deno.PointerObject[], index: number, offset: number): Uint8Array {
+    const pointer = Deno.UnsafePointer.offset(pointers[index]!, offset);
+    return new Uint8Array(Deno.UnsafePointerView.getArrayBuffer(pointer!, 4096));
+  }
+
   /** A copy of the image's bytes at [gpa, gpa + length) (one range must hold them). */
   read(gpa: bigint, length: number): Uint8Array {
     const where = this.locate(gpa, length);
@@ -91,5 +138,6 @@ export class PrivateRam implements RamImage {
     if (!this.#open) return;
     this.#open = false;
     this.pointers.forEach((p, i) => libc().munmap(p, this.ranges[i]!.length));
+    this.originals.forEach((p, i) => libc().munmap(p, this.ranges[i]!.length));
   }
 }

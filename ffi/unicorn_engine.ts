@@ -35,8 +35,8 @@ import {
   UC_CTL_CPU_MODEL_WRITE,
   UC_MODE_64,
   UC_PROT_ALL,
+  UC_PROT_EXEC,
   UC_PROT_READ,
-  UC_PROT_WRITE,
   UcErr,
   UcHook,
   UcMem,
@@ -134,11 +134,14 @@ class UnicornEmulator implements Emulator {
   #count = 0;
   #executed = 0;
   #current = -1n;
+  /** Length of the instruction at #current. */
+  #size = 0;
   #stop: EmuStop | undefined;
   #breakpoints = new Map<bigint, EmuBreakpoint>();
   #watches: EmuBreakpoint[] = [];
   #pendingWatch: { breakpoint: EmuBreakpoint; address: bigint } | undefined;
-  #writes: { gpa: bigint; size: number }[] = [];
+  #written = new Set<bigint>();
+  #watchPhysical = new Map<EmuBreakpoint, bigint>();
   #long = true;
   #knownKgs = false;
   #outside: string | undefined;
@@ -159,7 +162,7 @@ class UnicornEmulator implements Emulator {
         `uc_mem_map_ptr(${hex(range.gpa)}, ${hex(range.length)})`,
       );
     });
-    this.#hook(UcHook.CODE, CODE_CALLBACK, (_uc, address) => this.#onCode(address));
+    this.#hook(UcHook.CODE, CODE_CALLBACK, (_uc, address, size) => this.#onCode(address, size));
     this.#hook(UcHook.INTR, INTR_CALLBACK, (_uc, intno) => this.#onInterrupt(intno));
     this.#hook(UcHook.MEM_WRITE, MEM_CALLBACK, (_uc, _type, address, size) => {
       this.#onWrite(address, size);
@@ -201,7 +204,8 @@ class UnicornEmulator implements Emulator {
     this.#executed = 0;
     this.#stop = undefined;
     this.#pendingWatch = undefined;
-    this.#writes = [];
+    this.#written.clear();
+    this.#watchPhysical.clear();
     this.#outside = undefined;
     this.#exception = undefined;
     this.#breakpoints.clear();
@@ -210,6 +214,11 @@ class UnicornEmulator implements Emulator {
       if (bp.kind === "sw" || bp.kind === "hw") this.#breakpoints.set(bp.address, bp);
       else this.#watches.push(bp);
     }
+    for (const watch of this.#watches) {
+      const physical = this.#translate(watch.address);
+      if (physical !== undefined) this.#watchPhysical.set(watch, physical);
+    }
+    if (this.#watches.length > 0) this.#load(request.state); // no fault left pending
     this.#long = (request.state.scalars.efer & 0x400n) !== 0n &&
       (request.state.segments.cs.access & 0x2000) !== 0;
     this.#knownKgs = request.state.kernelGsBase !== undefined;
@@ -237,12 +246,37 @@ class UnicornEmulator implements Emulator {
       // Let the event loop see a Ctrl-C between slices.
       if (this.#stop === undefined) await new Promise((r) => setTimeout(r, 0));
     }
-    return {
-      state: this.#save(request.state),
-      executed: this.#executed,
-      stop: this.#stop,
-      writes: this.#collectWrites(),
-    };
+    this.#finishRep();
+    const state = this.#save(request.state);
+    return { state, executed: this.#executed, stop: this.#stop, writes: this.#collectWrites() };
+  }
+
+  /**
+   * A REP string instruction whose last iteration just ran is complete, but Unicorn leaves RIP
+   * on it until its next (empty) pass; the CPU (and QEMU) move past it at once.
+   */
+  #finishRep(): void {
+    if (this.#stop?.kind !== "count" || this.#current < 0n) return;
+    if (this.#reg(UcX86Reg.RIP) !== this.#current) return;
+    const bytes = this.#fetch(this.#current);
+    if (bytes === undefined) return;
+    let i = 0;
+    let rep = false;
+    let addr32 = !this.#long;
+    for (; i < bytes.length; i++) {
+      const b = bytes[i]!;
+      if (b === 0xf2 || b === 0xf3) rep = true;
+      else if (b === 0x67) addr32 = !addr32 || !this.#long;
+      else if (
+        !(b === 0x66 || b === 0x2e || b === 0x3e || b === 0x26 || b === 0x36 ||
+          b === 0x64 || b === 0x65 || (this.#long && (b & 0xf0) === 0x40))
+      ) break;
+    }
+    const op = bytes[i] ?? 0;
+    const string = (op >= 0xa4 && op <= 0xa7) || (op >= 0xaa && op <= 0xaf) ||
+      (op >= 0x6c && op <= 0x6f);
+    const rcx = this.#reg(UcX86Reg.RCX) & (addr32 ? 0xffff_ffffn : 0xffff_ffff_ffff_ffffn);
+    if (rep && string && rcx === 0n) this.#setReg(UcX86Reg.RIP, this.#current + BigInt(this.#size));
   }
 
   /** Turns how uc_emu_start ended into a stop, with RIP at a clean instruction boundary. */
@@ -300,17 +334,25 @@ class UnicornEmulator implements Emulator {
     return `the instruction at ${hex(address)}${shown}`;
   }
 
+  /**
+   * Up to 15 instruction bytes at virtual `address` (uc_mem_read would take it as physical):
+   * this page's first, the next page's only if it is mapped.
+   */
   #fetch(address: bigint): Uint8Array | undefined {
-    // Up to 15 bytes, fewer where the next page is not mapped.
-    for (const length of [15, Number(0x1000n - (address & 0xfffn))]) {
-      const n = Math.min(15, length);
-      const err = this.#uc.uc_mem_read(this.#engine, address, this.#bytes, BigInt(n));
-      if (err === UcErr.OK) return this.#bytes.slice(0, n);
+    const first = Math.min(15, Number(0x1000n - (address & 0xfffn)));
+    const head = this.#bytes.subarray(0, first);
+    if (this.#uc.uc_vmem_read(this.#engine, address, UC_PROT_EXEC, head, BigInt(first)) !== 0) {
+      return undefined;
     }
-    return undefined;
+    if (first === 15) return this.#bytes.slice(0, 15);
+    const tail = this.#bytes.subarray(first, 15);
+    const next = address + BigInt(first);
+    const ok = this.#translate(next) !== undefined &&
+      this.#uc.uc_vmem_read(this.#engine, next, UC_PROT_EXEC, tail, BigInt(15 - first)) === 0;
+    return this.#bytes.slice(0, ok ? 15 : first);
   }
 
-  #onCode(address: bigint): void {
+  #onCode(address: bigint, size: number): void {
     if (this.#stop !== undefined) return;
     if (this.#pendingWatch !== undefined) {
       this.#stop = { kind: "watch", ...this.#pendingWatch };
@@ -334,6 +376,7 @@ class UnicornEmulator implements Emulator {
         };
       } else {
         this.#current = address;
+        this.#size = size;
         this.#executed++;
         return;
       }
@@ -346,49 +389,48 @@ class UnicornEmulator implements Emulator {
     this.#uc.uc_emu_stop(this.#engine);
   }
 
+  /**
+   * Unicorn reports most writes at their virtual address, but some (REP STOS) at the physical
+   * one: both readings become candidate pages, compared with the guest's bytes after the run.
+   * (Translating inside the hook is not an option: a failed uc_vmem_translate leaves a page
+   * fault pending in the CPU.)
+   */
   #onWrite(address: bigint, size: number): void {
-    const pageEnd = (address | 0xfffn) + 1n;
-    const first = Number(pageEnd - address < BigInt(size) ? pageEnd - address : BigInt(size));
-    this.#record(address, first);
-    if (first < size) this.#record(pageEnd, size - first);
+    const end = address + BigInt(size);
+    for (let page = address & ~0xfffn; page < end; page += 0x1000n) this.#written.add(page);
     if (this.#watches.length > 0 && this.#pendingWatch === undefined) {
-      const end = address + BigInt(size);
       const hit = this.#watches.find((w) =>
-        w.kind !== "read" && address < w.address + BigInt(w.length) && w.address < end
+        w.kind !== "read" &&
+        [w.address, this.#watchPhysical.get(w)].some((a) =>
+          a !== undefined && address < a + BigInt(w.length) && a < end
+        )
       );
       if (hit !== undefined) {
         this.#pendingWatch = {
           breakpoint: hit,
-          address: address > hit.address ? address : hit.address,
+          address: hit.address,
         };
       }
     }
   }
 
-  #record(address: bigint, size: number): void {
-    const err = this.#uc.uc_vmem_translate(this.#engine, address, UC_PROT_WRITE, this.#u64);
-    if (err !== UcErr.OK) return; // the write itself then faults, and is refused
-    this.#writes.push({ gpa: this.#u64[0]!, size });
+  /** What the run changed in guest RAM, page by page (candidates from the write hook). */
+  #collectWrites(): RamWrite[] {
+    const pages = new Set<bigint>();
+    for (const page of this.#written) {
+      pages.add(page);
+      const physical = this.#translate(page);
+      if (physical !== undefined) pages.add(physical & ~0xfffn);
+    }
+    return [...pages].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)).flatMap((page) =>
+      this.#ram.changes(page)
+    );
   }
 
-  /** The run's writes as merged guest-physical ranges with their final bytes. */
-  #collectWrites(): RamWrite[] {
-    const sorted = [...this.#writes].sort((a, b) => (a.gpa < b.gpa ? -1 : a.gpa > b.gpa ? 1 : 0));
-    const merged: { gpa: bigint; end: bigint }[] = [];
-    for (const w of sorted) {
-      const last = merged.at(-1);
-      const end = w.gpa + BigInt(w.size);
-      if (last !== undefined && w.gpa <= last.end) {
-        if (end > last.end) last.end = end;
-      } else {
-        merged.push({ gpa: w.gpa, end });
-      }
-    }
-    return merged.flatMap(({ gpa, end }) => {
-      const length = Number(end - gpa);
-      if (this.#ram.locate(gpa, length) === undefined) return [];
-      return [{ gpa, bytes: this.#ram.read(gpa, length) }];
-    });
+  /** Virtual to guest-physical through the engine's MMU (only while no run is under way). */
+  #translate(address: bigint): bigint | undefined {
+    const err = this.#uc.uc_vmem_translate(this.#engine, address, UC_PROT_READ, this.#u64);
+    return err === UcErr.OK ? this.#u64[0]! : undefined;
   }
 
   #reg(id: number): bigint {
@@ -513,5 +555,3 @@ function strerror(uc: UnicornSymbols, err: number): string {
 function check(uc: UnicornSymbols, err: number, what: string): void {
   if (err !== UcErr.OK) throw new Error(`${what} failed: ${strerror(uc, err)}`);
 }
-
-void UC_PROT_READ;
