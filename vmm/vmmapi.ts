@@ -10,6 +10,7 @@
  *
  * @module
  */
+import type { RamImage } from "../emu/emulator.ts";
 
 /** `enum vm_reg_name` (amd64). FS_BASE and later exist only on FreeBSD 15 and later. */
 export const VmReg = {
@@ -170,6 +171,11 @@ export interface VmHandle {
   memoryRanges(): MemoryRange[];
   /** Copies `into.length` bytes of RAM at `gpa` (one readable range must hold them all). */
   readRam(gpa: bigint, into: Uint8Array): void;
+  /**
+   * Guest RAM (system memory) as a private copy-on-write image for the emulator: it reads the
+   * guest's pages and keeps its own writes (emu/emulator.ts).
+   */
+  ramImage(): RamImage;
   /** vm_readwrite_kernemu_device (read): an in-kernel device register. */
   readKernemu(vcpu: number, gpa: bigint, size: 1 | 2 | 4 | 8): bigint;
   /** vm_get_capability. */

@@ -1,0 +1,105 @@
+/**
+ * vmm/emulation.ts with the real emulator: a vCPU's state captured from a (fake) VM handle,
+ * executed, and committed through the write paths: changed registers (RIP last) and the bytes
+ * written; a refused instruction commits nothing.
+ */
+import assert from "node:assert/strict";
+import { loadEmulator } from "../../ffi/emulator.ts";
+import { Emulation, type GuestWriter, SCALAR_IDS } from "../../vmm/emulation.ts";
+import { VmReg } from "../../vmm/vmmapi.ts";
+import { CODE, DATA, longModeState, RAM_BYTES, unicornPath, writeMachine } from "../emu/machine.ts";
+import { FakeVm } from "./fake_vmm.ts";
+
+/** A fake VM holding the tiny machine, vCPU 0 at CODE in long mode. */
+function machineVm(code: number[]): FakeVm {
+  const vm = new FakeVm({ ram: [{ gpa: 0n, size: RAM_BYTES }] });
+  const file = Deno.makeTempFileSync();
+  writeMachine(file, code);
+  vm.poke(0n, Deno.readFileSync(file));
+  Deno.removeSync(file);
+  const state = longModeState();
+  for (const [name, id] of Object.entries(SCALAR_IDS)) {
+    vm.setReg(0, id, state.scalars[name as keyof typeof SCALAR_IDS]);
+  }
+  const segs = [
+    ["cs", VmReg.CS],
+    ["ss", VmReg.SS],
+    ["ds", VmReg.DS],
+    ["es", VmReg.ES],
+    [
+      "fs",
+      VmReg.FS,
+    ],
+    ["gs", VmReg.GS],
+    ["ldtr", VmReg.LDTR],
+    ["tr", VmReg.TR],
+  ] as const;
+  for (const [name, id] of segs) {
+    const seg = state.segments[name];
+    vm.setReg(0, id, BigInt(seg.selector));
+    vm.segs.set(`0:${id}`, { base: seg.base, limit: seg.limit, access: seg.access });
+  }
+  vm.segs.set(`0:${VmReg.GDTR}`, { ...state.gdtr, access: 0 });
+  vm.segs.set(`0:${VmReg.IDTR}`, { ...state.idtr, access: 0 });
+  return vm;
+}
+
+function writerFor(vm: FakeVm, log: string[]): GuestWriter {
+  return {
+    setRegister(vcpu, reg, value) {
+      log.push(`reg ${reg}`);
+      vm.setReg(vcpu, reg, value);
+    },
+    writePhysical(gpa, bytes) {
+      log.push(`ram 0x${gpa.toString(16)}`);
+      vm.poke(gpa, bytes);
+    },
+  };
+}
+
+Deno.test("an emulated step commits the changed registers (RIP last) and the written bytes", async () => {
+  // mov rax, 0x1234; mov [DATA], rax
+  const vm = machineVm([
+    ...[0x48, 0xc7, 0xc0, 0x34, 0x12, 0x00, 0x00],
+    ...[0x48, 0x89, 0x04, 0x25, 0x00, 0x00, 0x02, 0x00],
+  ]);
+  const lib = loadEmulator(unicornPath());
+  const log: string[] = [];
+  const emulation = new Emulation(vm, lib, writerFor(vm, log));
+  try {
+    const one = await emulation.run(0, 1);
+    assert.equal(one.stop.kind, "count");
+    assert.deepEqual(log, [`reg ${VmReg.RAX}`, `reg ${VmReg.RIP}`]);
+    assert.equal(vm.getRegister(0, VmReg.RIP), CODE + 7n);
+    assert.equal(vm.getRegister(0, VmReg.RAX), 0x1234n);
+
+    log.length = 0;
+    await emulation.run(0, 1);
+    assert.deepEqual(log, [`ram 0x${DATA.toString(16)}`, `reg ${VmReg.RIP}`]);
+    const bytes = new Uint8Array(2);
+    vm.readRam(DATA, bytes);
+    assert.deepEqual(bytes, Uint8Array.of(0x34, 0x12));
+    assert.equal(emulation.last?.executed, 1);
+  } finally {
+    emulation.forget();
+    lib.close();
+  }
+});
+
+Deno.test("a refused instruction commits nothing", async () => {
+  const vm = machineVm([0xe4, 0x60]); // in al, 0x60
+  const lib = loadEmulator(unicornPath());
+  const log: string[] = [];
+  const emulation = new Emulation(vm, lib, writerFor(vm, log));
+  try {
+    const run = await emulation.run(0, 1);
+    assert.equal(run.stop.kind, "refused");
+    assert.match((run.stop as { message: string }).message, /IN: port I\/O/);
+    assert.deepEqual(log, []);
+    assert.equal(vm.getRegister(0, VmReg.RIP), CODE);
+    assert.match(emulation.last!.stop, /refused/);
+  } finally {
+    emulation.forget();
+    lib.close();
+  }
+});
