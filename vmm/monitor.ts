@@ -42,6 +42,8 @@ export const HELP_TEXT = `bhyve-gdbstub monitor commands:
   memmap          the guest-physical map: RAM ranges, holes, in-kernel devices
   phys on|off     read memory by guest-physical (on) or guest-virtual (off) address
   lapic           the selected vCPU's local APIC registers (through kernemu)
+  emulation       emulated execution: available or why not, its budget, what the last run did
+  budget [N] [MS] the budget of an emulated continue: N instructions, MS milliseconds of wall time
 `;
 
 /** Runs one monitor command for the vCPU behind `thread`; returns console text. */
@@ -61,9 +63,26 @@ export function runMonitor(target: VmTarget, command: string, thread: number): s
       return phys(target, args[0]);
     case "lapic":
       return lapic(target, thread);
+    case "emulation":
+      return target.emulated.describeLast();
+    case "budget":
+      return budget(target, args);
     default:
       return `Unknown monitor command "${name}". Try "monitor help".\n`;
   }
+}
+
+function budget(target: VmTarget, args: string[]): string {
+  const [instructions, milliseconds] = args.map(Number);
+  for (const n of [instructions, milliseconds]) {
+    if (n !== undefined && (!Number.isSafeInteger(n) || n <= 0)) {
+      return `Usage: monitor budget [INSTRUCTIONS] [MILLISECONDS] (positive integers)\n`;
+    }
+  }
+  if (instructions !== undefined) target.emulated.budget.instructions = instructions;
+  if (milliseconds !== undefined) target.emulated.budget.milliseconds = milliseconds;
+  const b = target.emulated.budget;
+  return `Budget of an emulated continue: ${b.instructions} instructions, ${b.milliseconds} ms\n`;
 }
 
 function vcpus(target: VmTarget): string {

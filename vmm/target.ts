@@ -9,6 +9,7 @@
  */
 import { getLogger } from "@logtape/logtape";
 import {
+  type Breakpoint,
   type Capability,
   type DebugTarget,
   type StopEvent,
@@ -23,6 +24,7 @@ import { cpuModeName, guestPaging, pagingModeName, type PagingState } from "./pa
 import { RegisterReader, type RegisterValues } from "./register_reader.ts";
 import { REGISTERS, targetDescription } from "./registers.ts";
 import { RunControl } from "./run_control.ts";
+import { EmulatedControl, type EmulationSetup } from "./emulated_control.ts";
 import { isGone, type VmHandle, VmmError, VmReg } from "./vmmapi.ts";
 
 const log = getLogger(["bhyve-gdbstub", "vmm"]);
@@ -41,6 +43,8 @@ export interface VmTargetOptions {
   heldPollMs?: number;
   /** While running: how often to check that the VM still exists (ms). */
   runningPollMs?: number;
+  /** Emulated stepping and breakpoints: the emulator library and the guest write paths. */
+  emulation?: EmulationSetup;
 }
 
 const UNSUPPORTED: Record<Capability, string> = {
@@ -62,6 +66,8 @@ export class VmTarget implements DebugTarget {
   readonly memory: GuestMemory;
   readonly registers: RegisterReader;
   readonly control: RunControl;
+  /** Stepping, breakpoints and watchpoints by emulation (vmm/emulated_control.ts). */
+  readonly emulated: EmulatedControl;
   /** Whether readMemory takes guest-physical addresses (`monitor phys on`). */
   physicalMode = false;
 
@@ -72,6 +78,8 @@ export class VmTarget implements DebugTarget {
   #retry: ReturnType<typeof setTimeout> | undefined;
   #gone: string | undefined;
   #stops = 0;
+  /** The thread of the last stop: what a `continue` without a thread list emulates. */
+  #lastThread = 1;
   #active: number[] | undefined;
   #registerCache = new Map<number, RegisterValues>();
   #pagingCache = new Map<number, PagingState>();
@@ -81,6 +89,10 @@ export class VmTarget implements DebugTarget {
     this.memory = new GuestMemory(vm);
     this.registers = new RegisterReader(vm);
     this.control = new RunControl(vm);
+    this.emulated = new EmulatedControl(
+      vm,
+      options.emulation ?? { factory: "No emulator library was configured." },
+    );
     this.#heldPollMs = options.heldPollMs ?? 75;
     this.#runningPollMs = options.runningPollMs ?? 250;
   }
@@ -189,7 +201,12 @@ export class VmTarget implements DebugTarget {
    * Stops every vCPU (attach, Ctrl-C); a debugger's first stop (its attach) reports SIGTRAP,
    * later ones SIGINT.
    */
-  stop(): Promise<StopEvent> {
+  async stop(): Promise<StopEvent> {
+    await this.emulated.halt(); // an emulated continue commits before anything is read
+    return await this.#stopNow();
+  }
+
+  #stopNow(): Promise<StopEvent> {
     if (this.#gone !== undefined) return Promise.resolve(this.#exited());
     this.#stopRetry();
     try {
@@ -221,10 +238,46 @@ export class VmTarget implements DebugTarget {
     this.#startHeldPoll();
     const active = this.activeCpus();
     const signal = this.#stops++ === 0 ? SIGTRAP : SIGINT;
-    return Promise.resolve({ kind: "stopped", thread: (active[0] ?? 0) + 1, signal });
+    this.#lastThread = (active[0] ?? 0) + 1;
+    return Promise.resolve({ kind: "stopped", thread: this.#lastThread, signal });
   }
 
-  resume(): Promise<void> {
+  /** One instruction of `thread`, emulated; the other vCPUs stay held. */
+  async step(thread: number, _signal: AbortSignal): Promise<StopEvent> {
+    const vcpu = this.vcpuOf(thread);
+    try {
+      return await this.emulated.step(vcpu, thread);
+    } finally {
+      this.#afterEmulation(vcpu);
+      this.#lastThread = thread;
+    }
+  }
+
+  insertBreakpoint(bp: Breakpoint): void {
+    this.emulated.insert(bp);
+  }
+
+  removeBreakpoint(bp: Breakpoint): void {
+    this.emulated.remove(bp);
+  }
+
+  /** Registers, paging and translations of `vcpu` changed under the caches. */
+  #afterEmulation(vcpu: number): void {
+    this.#invalidate([vcpu]);
+  }
+
+  resume(threads?: readonly number[]): Promise<void> {
+    if (this.emulated.emulatesContinue() && this.control.held) {
+      // Breakpoints are honoured only in an emulated run: the vCPUs stay held.
+      try {
+        const thread = threads?.[0] ?? this.#lastThread;
+        this.emulated.start(this.vcpuOf(thread), thread);
+      } catch (error) {
+        return Promise.reject(error);
+      }
+      return Promise.resolve();
+    }
+    this.emulated.forget(); // guest RAM changes while the VM runs natively
     this.#stopTimer();
     this.#invalidate();
     if (this.#gone !== undefined) return Promise.reject(new TargetGoneError(this.#gone));
@@ -238,6 +291,20 @@ export class VmTarget implements DebugTarget {
   }
 
   waitForStop(signal: AbortSignal): Promise<StopEvent> {
+    if (this.emulated.running) {
+      return this.emulated.wait(signal).then((event) => {
+        if (event.kind === "stopped") {
+          this.#afterEmulation(event.thread - 1);
+          this.#lastThread = event.thread;
+          if (event.reason?.type === "interrupt") this.#stops++;
+        }
+        return event;
+      }).catch((error) => {
+        this.#invalidate();
+        if (error instanceof TargetError || error instanceof TargetGoneError) throw error;
+        throw new TargetError(`Emulation failed: ${(error as Error).message}`, EIO);
+      });
+    }
     return new Promise((resolve, reject) => {
       if (signal.aborted) return reject(abortError());
       if (this.#gone !== undefined) return resolve(this.#exited());
@@ -263,6 +330,7 @@ export class VmTarget implements DebugTarget {
   }
 
   async detach(): Promise<void> {
+    await this.emulated.halt();
     this.#stops = 0; // the next debugger's attach is a first stop again
     if (this.#gone !== undefined) {
       this.#stopTimer();
@@ -276,6 +344,13 @@ export class VmTarget implements DebugTarget {
   }
 
   unsupported(capability: Capability): string | undefined {
+    if (capability === "step" || capability === "breakpoint") {
+      const why = this.emulated.unavailable();
+      if (why === undefined) return undefined;
+      const what = capability === "step" ? "Single-step works" : "Breakpoints and watchpoints work";
+      return `${what} by emulation from outside bhyve (native ones cannot: bhyve's own thread ` +
+        `takes MTRAP, #DB and breakpoint exits), and emulation is unavailable: ${why}`;
+    }
     return UNSUPPORTED[capability];
   }
 

@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { loadEmulator } from "../../ffi/emulator.ts";
 import { Emulation, type GuestWriter, SCALAR_IDS } from "../../vmm/emulation.ts";
+import { VmTarget } from "../../vmm/target.ts";
 import { VmReg } from "../../vmm/vmmapi.ts";
 import { CODE, DATA, longModeState, RAM_BYTES, unicornPath, writeMachine } from "../emu/machine.ts";
 import { FakeVm } from "./fake_vmm.ts";
@@ -102,4 +103,38 @@ Deno.test("a refused instruction commits nothing", async () => {
     emulation.forget();
     lib.close();
   }
+});
+
+Deno.test("VmTarget: step and an emulated continue to a breakpoint; without --allow-write a refusal", async () => {
+  // l: inc rax; inc rbx; jmp l
+  const code = [0x48, 0xff, 0xc0, 0x48, 0xff, 0xc3, 0xeb, 0xf8];
+  const lib = loadEmulator(unicornPath());
+  const vm = machineVm(code);
+  const log: string[] = [];
+  const target = new VmTarget(vm, {
+    heldPollMs: 5,
+    emulation: { factory: lib, writer: writerFor(vm, log) },
+  });
+  try {
+    await target.stop();
+    const step = await target.step(1, new AbortController().signal);
+    assert.deepEqual(step, { kind: "stopped", thread: 1, signal: 5, reason: { type: "step" } });
+    assert.equal(vm.getRegister(0, VmReg.RIP), CODE + 3n);
+    // The register cache saw the commit.
+    assert.deepEqual(target.readRegister(1, 16), Uint8Array.of(0x03, 0, 1, 0, 0, 0, 0, 0));
+
+    target.insertBreakpoint({ kind: "hw", address: CODE + 6n, length: 1 });
+    await target.resume();
+    const hit = await target.waitForStop(new AbortController().signal);
+    assert.deepEqual(hit, { kind: "stopped", thread: 1, signal: 5, reason: { type: "hwbreak" } });
+    assert.equal(vm.getRegister(0, VmReg.RIP), CODE + 6n);
+    assert.equal(vm.getRegister(0, VmReg.RBX), 1n);
+    assert.match(target.monitor("emulation", 1), /Last run: vCPU 0, 1 instructions.*breakpoint/s);
+    assert.match(target.monitor("budget 1000 50", 1), /1000 instructions, 50 ms/);
+  } finally {
+    await target.close();
+    lib.close();
+  }
+  const readOnly = new VmTarget(machineVm(code), { emulation: { factory: lib } });
+  assert.match(readOnly.unsupported("step")!, /--allow-write/);
 });
