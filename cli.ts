@@ -40,6 +40,10 @@ export interface Options {
   /** Explicit libvmmapi path (`--vmmapi` or `BHYVE_GDBSTUB_VMMAPI`), if any. */
   vmmapi?: string;
   logLevel: LogLevel;
+  /** Explicit libunicorn path (`--unicorn` or `BHYVE_GDBSTUB_UNICORN`), if any. */
+  unicorn?: string;
+  /** `--emu-budget INSTRUCTIONS[:MILLISECONDS]`: an emulated continue's budget. */
+  emuBudget?: { instructions: number; milliseconds?: number };
 }
 
 export type Command =
@@ -107,6 +111,8 @@ export function parseCommandLine(
         vm: { type: "string" },
         gdb: { type: "string", short: "G" },
         vmmapi: { type: "string" },
+        unicorn: { type: "string" },
+        "emu-budget": { type: "string" },
         "log-level": { type: "string" },
         help: { type: "boolean", short: "h" },
         version: { type: "boolean", short: "V" },
@@ -134,7 +140,26 @@ export function parseCommandLine(
   };
   const vmmapi = v.vmmapi ?? env.get("BHYVE_GDBSTUB_VMMAPI");
   if (vmmapi !== undefined && vmmapi !== "") options.vmmapi = vmmapi;
+  const unicorn = v.unicorn ?? env.get("BHYVE_GDBSTUB_UNICORN");
+  if (unicorn !== undefined && unicorn !== "") options.unicorn = unicorn;
+  if (v["emu-budget"] !== undefined) options.emuBudget = parseBudget(v["emu-budget"]);
   return { kind: "run", options };
+}
+
+/** `--emu-budget INSTRUCTIONS[:MILLISECONDS]`, both positive integers. */
+function parseBudget(text: string): { instructions: number; milliseconds?: number } {
+  const match = /^([0-9]+)(?::([0-9]+))?$/.exec(text);
+  const instructions = Number(match?.[1]);
+  const milliseconds = match?.[2] === undefined ? undefined : Number(match[2]);
+  if (
+    match === null || !Number.isSafeInteger(instructions) || instructions <= 0 ||
+    (milliseconds !== undefined && (!Number.isSafeInteger(milliseconds) || milliseconds <= 0))
+  ) {
+    throw new UsageError(
+      `--emu-budget ${text}: expected INSTRUCTIONS[:MILLISECONDS], positive integers`,
+    );
+  }
+  return milliseconds === undefined ? { instructions } : { instructions, milliseconds };
 }
 
 function describeParseError(error: unknown): string {
@@ -165,6 +190,11 @@ Options:
                        yet, waits for it to appear.
   --vmmapi PATH        the libvmmapi shared library (also BHYVE_GDBSTUB_VMMAPI);
                        default: libvmmapi.so.6, then libvmmapi.so.5
+  --unicorn PATH       libunicorn 2.1 or later, for stepping, breakpoints and watchpoints
+                       by emulation (also BHYVE_GDBSTUB_UNICORN); default:
+                       libunicorn.so.2, then libunicorn.so
+  --emu-budget N[:MS]  how far an emulated continue runs before it stops and says so:
+                       N instructions, MS milliseconds (default 100000000:10000)
   --log-level LEVEL    trace, debug (every packet), info (default), warning, error
   -h, --help           this text
   -V, --version        the version

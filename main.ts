@@ -11,6 +11,8 @@ import { HELP, type Options, parseCommandLine, UsageError, VERSION } from "./cli
 import { loadVmmapi, VmmapiLoadError } from "./ffi/mod.ts";
 import { ListenError, type RspServer, serve } from "./rsp/mod.ts";
 import { lockVm } from "./vmm/lock.ts";
+import { loadEmulator, UnicornLoadError } from "./ffi/emulator.ts";
+import { DEFAULT_BUDGET, type EmulationSetup } from "./vmm/emulated_control.ts";
 import { openTarget, type Vmmapi, VmmError, type VmTarget, waitAndHold } from "./vmm/mod.ts";
 
 const log = getLogger(["bhyve-gdbstub"]);
@@ -86,9 +88,9 @@ async function serveVm(api: Vmmapi, options: Options, signal: AbortSignal): Prom
           "does not exist yet). From outside bhyve this is the earliest possible stop, not the " +
           "first instruction.",
       );
-      target = await waitAndHold(api, vm, { signal });
+      target = await waitAndHold(api, vm, { signal, emulation: emulationSetup(options) });
     } else {
-      target = openTarget(api, vm);
+      target = openTarget(api, vm, { emulation: emulationSetup(options) });
     }
   } catch (error) {
     if (signal.aborted) return 0;
@@ -114,6 +116,27 @@ async function serveVm(api: Vmmapi, options: Options, signal: AbortSignal): Prom
   } finally {
     await target.close().catch((error) => log.error("closing the VM: {error}", { error }));
   }
+}
+
+/**
+ * The emulator for stepping and breakpoints: libunicorn if it loads (else the reason, which
+ * stepping then shows the user), the budget. The guest write paths come with --allow-write.
+ */
+function emulationSetup(options: Options): EmulationSetup {
+  let factory: EmulationSetup["factory"];
+  try {
+    const lib = loadEmulator(options.unicorn);
+    log.debug("libunicorn {path}, version {version}", { path: lib.path, version: lib.version });
+    factory = lib;
+  } catch (error) {
+    if (!(error instanceof UnicornLoadError)) throw error;
+    factory = error.message;
+  }
+  const setup: EmulationSetup = { factory };
+  if (options.emuBudget !== undefined) {
+    setup.budget = { ...DEFAULT_BUDGET, ...options.emuBudget };
+  }
+  return setup;
 }
 
 function announce(options: Options, addr: Deno.NetAddr): void {
