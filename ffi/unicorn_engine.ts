@@ -141,6 +141,7 @@ class UnicornEmulator implements Emulator {
   #watches: EmuBreakpoint[] = [];
   #pendingWatch: { breakpoint: EmuBreakpoint; address: bigint } | undefined;
   #written = new Set<bigint>();
+  #readHandle: bigint | undefined;
   #watchPhysical = new Map<EmuBreakpoint, bigint>();
   #long = true;
   #knownKgs = false;
@@ -187,7 +188,7 @@ class UnicornEmulator implements Emulator {
     type: number,
     definition: D,
     handler: Deno.UnsafeCallbackFunction<D["parameters"], D["result"]>,
-  ): void {
+  ): bigint {
     const callback = new Deno.UnsafeCallback(definition, handler);
     this.#callbacks.push(callback);
     const handle = new BigUint64Array(1);
@@ -196,6 +197,33 @@ class UnicornEmulator implements Emulator {
       this.#uc.uc_hook_add(this.#engine, handle, type, callback.pointer, null, 1n, 0n, 0),
       "uc_hook_add",
     );
+    return handle[0]!;
+  }
+
+  /** The read hook, only while a read or access watchpoint is set (it slows every load). */
+  #readHook(on: boolean): void {
+    if (on && this.#readHandle === undefined) {
+      this.#readHandle = this.#hook(UcHook.MEM_READ, MEM_CALLBACK, (_uc, _t, address, size) => {
+        this.#watchHit(address, size, (w) => w.kind !== "write");
+      });
+    } else if (!on && this.#readHandle !== undefined) {
+      this.#uc.uc_hook_del(this.#engine, this.#readHandle);
+      this.#readHandle = undefined;
+      this.#callbacks.pop()!.close(); // the read hook's, the last one added
+    }
+  }
+
+  /** A watchpoint that `kinds` accepts, at the virtual or physical address given, is hit. */
+  #watchHit(address: bigint, size: number, kinds: (w: EmuBreakpoint) => boolean): void {
+    if (this.#watches.length === 0 || this.#pendingWatch !== undefined) return;
+    const end = address + BigInt(size);
+    const hit = this.#watches.find((w) =>
+      kinds(w) &&
+      [w.address, this.#watchPhysical.get(w)].some((a) =>
+        a !== undefined && address < a + BigInt(w.length) && a < end
+      )
+    );
+    if (hit !== undefined) this.#pendingWatch = { breakpoint: hit, address: hit.address };
   }
 
   async run(request: RunRequest): Promise<RunResult> {
@@ -219,6 +247,7 @@ class UnicornEmulator implements Emulator {
       if (physical !== undefined) this.#watchPhysical.set(watch, physical);
     }
     if (this.#watches.length > 0) this.#load(request.state); // no fault left pending
+    this.#readHook(this.#watches.some((w) => w.kind !== "write"));
     this.#long = (request.state.scalars.efer & 0x400n) !== 0n &&
       (request.state.segments.cs.access & 0x2000) !== 0;
     this.#knownKgs = request.state.kernelGsBase !== undefined;
@@ -398,20 +427,7 @@ class UnicornEmulator implements Emulator {
   #onWrite(address: bigint, size: number): void {
     const end = address + BigInt(size);
     for (let page = address & ~0xfffn; page < end; page += 0x1000n) this.#written.add(page);
-    if (this.#watches.length > 0 && this.#pendingWatch === undefined) {
-      const hit = this.#watches.find((w) =>
-        w.kind !== "read" &&
-        [w.address, this.#watchPhysical.get(w)].some((a) =>
-          a !== undefined && address < a + BigInt(w.length) && a < end
-        )
-      );
-      if (hit !== undefined) {
-        this.#pendingWatch = {
-          breakpoint: hit,
-          address: hit.address,
-        };
-      }
-    }
+    this.#watchHit(address, size, (w) => w.kind !== "read");
   }
 
   /** What the run changed in guest RAM, page by page (candidates from the write hook). */

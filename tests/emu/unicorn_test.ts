@@ -135,3 +135,39 @@ function catchError(f: () => unknown): Error {
   }
   throw new Error("expected an error");
 }
+
+Deno.test("read and access watchpoints stop after the load; a write watchpoint ignores loads", async () => {
+  // mov rax, [DATA]; nop; mov [DATA], rax
+  const code = [
+    ...[0x48, 0x8b, 0x04, 0x25, 0x00, 0x00, 0x02, 0x00],
+    0x90,
+    ...[0x48, 0x89, 0x04, 0x25, 0x00, 0x00, 0x02, 0x00],
+    0xf4,
+  ];
+  await withEmulator(code, async (emu) => {
+    for (const kind of ["read", "access"] as const) {
+      const run = await emu.run({
+        state: longModeState(),
+        count: 100,
+        breakpoints: [{ kind, address: DATA, length: 8 }],
+      });
+      assert.deepStrictEqual(run.stop, {
+        kind: "watch",
+        breakpoint: { kind, address: DATA, length: 8 },
+        address: DATA,
+      });
+      assert.equal(run.executed, 1);
+      assert.equal(run.state.scalars.rip, CODE + 8n);
+    }
+    const write = await emu.run({
+      state: longModeState(),
+      count: 100,
+      breakpoints: [{ kind: "write", address: DATA, length: 8 }],
+    });
+    assert.equal(write.stop.kind, "watch");
+    assert.equal(write.executed, 3);
+    // The read hook is gone again: a plain run is not slowed or stopped by it.
+    const plain = await emu.run({ state: longModeState(), count: 2 });
+    assert.deepStrictEqual(plain.stop, { kind: "count" });
+  });
+});
