@@ -33,6 +33,7 @@ import {
   UC_ARCH_X86,
   UC_CPU_X86_HASWELL,
   UC_CTL_CPU_MODEL_WRITE,
+  UC_MODE_32,
   UC_MODE_64,
   UC_PROT_ALL,
   UC_PROT_EXEC,
@@ -41,6 +42,7 @@ import {
   UcHook,
   UcMem,
   UcX86Reg,
+  UcX86Reg32,
   type UnicornSymbols,
 } from "./unicorn_symbols.ts";
 
@@ -71,6 +73,25 @@ const SCALAR_REGS: Partial<Record<Scalar, number>> = {
   dr3: UcX86Reg.DR3,
   dr6: UcX86Reg.DR6,
   dr7: UcX86Reg.DR7,
+};
+
+/** In a UC_MODE_32 engine: the low halves (the upper ones are kept as they were). */
+const SCALAR_REGS_32: Partial<Record<Scalar, number>> = {
+  ...Object.fromEntries(
+    Object.entries(SCALAR_REGS).filter(([name]) =>
+      !/^r(ax|bx|cx|dx|si|di|bp|sp|ip|\d+)$/.test(name)
+    ),
+  ),
+  rax: UcX86Reg32.EAX,
+  rbx: UcX86Reg32.EBX,
+  rcx: UcX86Reg32.ECX,
+  rdx: UcX86Reg32.EDX,
+  rsi: UcX86Reg32.ESI,
+  rdi: UcX86Reg32.EDI,
+  rbp: UcX86Reg32.EBP,
+  rsp: UcX86Reg32.ESP,
+  rip: UcX86Reg32.EIP,
+  eflags: UcX86Reg32.EFLAGS,
 };
 
 const SEGMENT_REGS: Record<SegmentName, number> = {
@@ -112,12 +133,31 @@ const EXCEPTIONS: Record<number, string> = {
 
 const hex = (v: bigint | number) => `0x${v.toString(16)}`;
 
-/** Opens an emulator over `ram` with `lib`. */
+/**
+ * Opens an emulator over `ram` with `lib`: one engine for long mode and one for the other modes,
+ * both over the same private RAM. (Unicorn's engine cannot be moved out of long mode by register
+ * writes: EFER.LMA is read-only to WRMSR, and its hidden flags keep 64-bit code.)
+ */
 export function openUnicornEmulator(lib: LoadedUnicorn, ram: PrivateRam): Emulator {
-  return new UnicornEmulator(lib.symbols, ram);
+  const engines = new Map<number, UnicornEmulator>();
+  return {
+    run(request) {
+      const mode = (request.state.scalars.efer & 0x400n) !== 0n ? UC_MODE_64 : UC_MODE_32;
+      let engine = engines.get(mode);
+      if (engine === undefined) {
+        engine = new UnicornEmulator(lib.symbols, ram, mode);
+        engines.set(mode, engine);
+      }
+      return engine.run(request);
+    },
+    close() {
+      for (const engine of engines.values()) engine.close();
+      engines.clear();
+    },
+  };
 }
 
-class UnicornEmulator implements Emulator {
+class UnicornEmulator {
   #uc: UnicornSymbols;
   #ram: PrivateRam;
   #engine: Deno.PointerObject;
@@ -129,6 +169,10 @@ class UnicornEmulator implements Emulator {
   #msrView = new DataView(this.#msr.buffer);
   #bytes = new Uint8Array(16);
   #verdicts = new Map<bigint, string | null>();
+  /** A UC_MODE_64 engine (64-bit register ids), else UC_MODE_32 (32-bit ids, no R8-R15). */
+  #wide: boolean;
+  #scalarRegs: Partial<Record<Scalar, number>>;
+  #pc: number;
 
   // The run in progress.
   #count = 0;
@@ -148,11 +192,14 @@ class UnicornEmulator implements Emulator {
   #outside: string | undefined;
   #exception: number | undefined;
 
-  constructor(uc: UnicornSymbols, ram: PrivateRam) {
+  constructor(uc: UnicornSymbols, ram: PrivateRam, mode: number) {
+    this.#wide = mode === UC_MODE_64;
+    this.#scalarRegs = this.#wide ? SCALAR_REGS : SCALAR_REGS_32;
+    this.#pc = this.#wide ? UcX86Reg.RIP : UcX86Reg32.EIP;
     this.#uc = uc;
     this.#ram = ram;
     const out = new BigUint64Array(1);
-    check(uc, uc.uc_open(UC_ARCH_X86, UC_MODE_64, out), "uc_open");
+    check(uc, uc.uc_open(UC_ARCH_X86, mode, out), "uc_open");
     this.#engine = Deno.UnsafePointer.create(out[0]!)!;
     // A model with the instructions a current guest expects (CPUID itself is refused).
     check(uc, uc.uc_ctl(this.#engine, UC_CTL_CPU_MODEL_WRITE, UC_CPU_X86_HASWELL), "uc_ctl");
@@ -253,7 +300,7 @@ class UnicornEmulator implements Emulator {
     this.#knownKgs = request.state.kernelGsBase !== undefined;
     const started = performance.now();
     while (this.#stop === undefined) {
-      const rip = this.#reg(UcX86Reg.RIP);
+      const rip = this.#reg(this.#pc);
       this.#current = -1n;
       const sliceEnd = Math.min(this.#count, this.#executed + SLICE);
       const limit = this.#count;
@@ -286,7 +333,7 @@ class UnicornEmulator implements Emulator {
    */
   #finishRep(): void {
     if (this.#stop?.kind !== "count" || this.#current < 0n) return;
-    if (this.#reg(UcX86Reg.RIP) !== this.#current) return;
+    if (this.#reg(this.#pc) !== this.#current) return;
     const bytes = this.#fetch(this.#current);
     if (bytes === undefined) return;
     let i = 0;
@@ -304,20 +351,21 @@ class UnicornEmulator implements Emulator {
     const op = bytes[i] ?? 0;
     const string = (op >= 0xa4 && op <= 0xa7) || (op >= 0xaa && op <= 0xaf) ||
       (op >= 0x6c && op <= 0x6f);
-    const rcx = this.#reg(UcX86Reg.RCX) & (addr32 ? 0xffff_ffffn : 0xffff_ffff_ffff_ffffn);
-    if (rep && string && rcx === 0n) this.#setReg(UcX86Reg.RIP, this.#current + BigInt(this.#size));
+    const rcx = this.#reg(this.#wide ? UcX86Reg.RCX : UcX86Reg32.ECX) &
+      (addr32 ? 0xffff_ffffn : 0xffff_ffff_ffff_ffffn);
+    if (rep && string && rcx === 0n) this.#setReg(this.#pc, this.#current + BigInt(this.#size));
   }
 
   /** Turns how uc_emu_start ended into a stop, with RIP at a clean instruction boundary. */
   #settle(err: number): void {
     if (this.#exception !== undefined || this.#outside !== undefined) {
-      const rip = this.#reg(UcX86Reg.RIP);
+      const rip = this.#reg(this.#pc);
       // An exception in the instruction the code hook let through: it did not complete.
       const inCurrent = this.#current >= 0n &&
         (this.#outside !== undefined || rip === this.#current);
       if (inCurrent) {
         this.#executed--;
-        this.#setReg(UcX86Reg.RIP, this.#current);
+        this.#setReg(this.#pc, this.#current);
       }
       const at = inCurrent ? this.#current : rip;
       if (!inCurrent && this.#executed >= this.#count) {
@@ -513,11 +561,13 @@ class UnicornEmulator implements Emulator {
         );
       }
     }
-    this.#setReg(UcX86Reg.FS_BASE, state.segments.fs.base);
-    this.#setReg(UcX86Reg.GS_BASE, state.segments.gs.base);
+    if (this.#wide) {
+      this.#setReg(UcX86Reg.FS_BASE, state.segments.fs.base);
+      this.#setReg(UcX86Reg.GS_BASE, state.segments.gs.base);
+    }
     if (state.kernelGsBase !== undefined) this.#writeMsr(MSR_KERNEL_GS_BASE, state.kernelGsBase);
     for (const name of SCALARS) {
-      const id = SCALAR_REGS[name];
+      const id = this.#scalarRegs[name];
       if (id !== undefined) this.#setReg(id, s[name]);
     }
   }
@@ -526,16 +576,22 @@ class UnicornEmulator implements Emulator {
   #save(before: CpuState): CpuState {
     const scalars = { ...before.scalars };
     for (const name of SCALARS) {
-      const id = SCALAR_REGS[name];
-      if (id !== undefined) scalars[name] = this.#reg(id);
+      const id = this.#scalarRegs[name];
+      if (id === undefined) continue;
+      const value = this.#reg(id);
+      scalars[name] = this.#wide || id === SCALAR_REGS[name]
+        ? value
+        : (before.scalars[name] & ~0xffff_ffffn) | (value & 0xffff_ffffn);
     }
     scalars.cr0 = this.#reg(UcX86Reg.CR0);
     scalars.cr3 = this.#reg(UcX86Reg.CR3);
     scalars.cr4 = this.#reg(UcX86Reg.CR4);
     scalars.efer = this.#readMsr(MSR_EFER);
     const segments = { ...before.segments } as Record<SegmentName, Segment>;
-    segments.fs = { ...segments.fs, base: this.#reg(UcX86Reg.FS_BASE) };
-    segments.gs = { ...segments.gs, base: this.#reg(UcX86Reg.GS_BASE) };
+    if (this.#wide) {
+      segments.fs = { ...segments.fs, base: this.#reg(UcX86Reg.FS_BASE) };
+      segments.gs = { ...segments.gs, base: this.#reg(UcX86Reg.GS_BASE) };
+    }
     const gdtr = this.#readMmr(UcX86Reg.GDTR);
     const idtr = this.#readMmr(UcX86Reg.IDTR);
     const state: CpuState = {

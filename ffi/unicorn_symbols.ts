@@ -54,6 +54,7 @@ export type UnicornSymbols = Deno.DynamicLibrary<typeof UNICORN_SYMBOLS>["symbol
 
 /** uc_arch / uc_mode. */
 export const UC_ARCH_X86 = 4;
+export const UC_MODE_32 = 1 << 2;
 export const UC_MODE_64 = 1 << 3;
 
 /** uc_err values this project names. */
@@ -137,6 +138,20 @@ export const UcX86Reg = {
   MSR: 248,
   FS_BASE: 250,
   GS_BASE: 251,
+} as const;
+
+/** The 32-bit registers, which a UC_MODE_32 engine takes instead of the 64-bit ones. */
+export const UcX86Reg32 = {
+  EAX: 19,
+  EBX: 21,
+  ECX: 22,
+  EDX: 24,
+  ESI: 29,
+  EDI: 23,
+  EBP: 20,
+  ESP: 30,
+  EIP: 26,
+  EFLAGS: 25,
 } as const;
 
 /** uc_x86_insn numbers for UC_HOOK_INSN. */

@@ -34,6 +34,7 @@ export function writeMachine(path: string, code: number[]): void {
   dv.setBigUint64(0x3008, 0x20_0083n, true); // and the next, where no RAM is (device memory)
   dv.setBigUint64(0x508, 0x00af9a000000ffffn, true); // 64-bit code
   dv.setBigUint64(0x510, 0x00cf92000000ffffn, true); // data
+  dv.setBigUint64(0x518, 0x00cf9a000000ffffn, true); // 32-bit code
   ram.set(code, Number(CODE));
   Deno.writeFileSync(path, ram);
 }
@@ -90,7 +91,17 @@ export function longModeState(): CpuState {
       ldtr: seg(0, 0x10000),
       tr: seg(0, 0x8b),
     },
-    gdtr: { base: 0x500n, limit: 0x17 },
+    gdtr: { base: 0x500n, limit: 0x1f },
     idtr: { base: 0n, limit: 0 },
   };
+}
+
+/** 32-bit protected mode without paging (the demo guest's vCPU 2 on a KVM without PAE). */
+export function protectedModeState(): CpuState {
+  const state = longModeState();
+  state.scalars.cr0 = 0x11n;
+  state.scalars.cr4 = 0n;
+  state.scalars.efer = 0n;
+  state.segments.cs = seg(0x18, 0xc09b);
+  return state;
 }

@@ -4,7 +4,15 @@
  */
 import assert from "node:assert/strict";
 import { loadEmulator, UnicornLoadError } from "../../ffi/emulator.ts";
-import { CODE, DATA, longModeState, RAM_BYTES, unicornPath, writeMachine } from "./machine.ts";
+import {
+  CODE,
+  DATA,
+  longModeState,
+  protectedModeState,
+  RAM_BYTES,
+  unicornPath,
+  writeMachine,
+} from "./machine.ts";
 
 const path = unicornPath();
 
@@ -169,5 +177,26 @@ Deno.test("read and access watchpoints stop after the load; a write watchpoint i
     // The read hook is gone again: a plain run is not slowed or stopped by it.
     const plain = await emu.run({ state: longModeState(), count: 2 });
     assert.deepStrictEqual(plain.stop, { kind: "count" });
+  });
+});
+
+Deno.test("32-bit protected mode: 32-bit operands and addresses, 0x48 is DEC EAX", async () => {
+  // mov eax, 5; dec eax; add eax, eax; mov [DATA], eax; hlt
+  const code = [
+    ...[0xb8, 0x05, 0x00, 0x00, 0x00],
+    0x48,
+    ...[0x01, 0xc0],
+    ...[0xa3, 0x00, 0x00, 0x02, 0x00],
+    0xf4,
+  ];
+  await withEmulator(code, async (emu) => {
+    const state = protectedModeState();
+    state.scalars.rax = 0xffff_ffff_0000_0000n;
+    const run = await emu.run({ state, count: 10 });
+    assert.match((run.stop as { message: string }).message, /HLT/);
+    assert.equal(run.executed, 4);
+    assert.equal(run.state.scalars.rax & 0xffff_ffffn, 8n);
+    assert.equal(run.state.scalars.rip, CODE + 13n);
+    assert.deepStrictEqual(run.writes, [{ gpa: DATA, bytes: Uint8Array.of(8) }]);
   });
 });
