@@ -552,14 +552,7 @@ class UnicornEmulator {
       this.#writeMmr(SEGMENT_REGS[name], seg.selector, seg.base, seg.limit, seg.access);
     }
     for (const name of ["cs", "ss", "ds", "es", "fs", "gs"] as const) {
-      this.#u64[0] = BigInt(state.segments[name].selector);
-      const err = this.#uc.uc_reg_write(this.#engine, SEGMENT_REGS[name], this.#u64);
-      if (err !== UcErr.OK) {
-        throw new Error(
-          `loading ${name.toUpperCase()} (selector ${hex(state.segments[name].selector)}) ` +
-            `into the emulator failed: ${strerror(this.#uc, err)}`,
-        );
-      }
+      this.#loadSegment(name, state.segments[name], state.gdtr.base);
     }
     if (this.#wide) {
       this.#setReg(UcX86Reg.FS_BASE, state.segments.fs.base);
@@ -569,6 +562,36 @@ class UnicornEmulator {
     for (const name of SCALARS) {
       const id = this.#scalarRegs[name];
       if (id !== undefined) this.#setReg(id, s[name]);
+    }
+  }
+
+  /**
+   * Loads a segment register with the vCPU's hidden part, not whatever its GDT slot says now
+   * (they differ after a new LGDT until the next reload, as in Linux's PVH entry): Unicorn loads
+   * segments only from descriptors, so the slot in the private RAM image briefly holds a
+   * descriptor built from the hidden part, and gets its own bytes back right after.
+   */
+  #loadSegment(name: SegmentName, seg: Segment, gdtBase: bigint): void {
+    const index = seg.selector & ~7;
+    const slot = (seg.selector & 4) === 0 && index !== 0
+      ? this.#translate(gdtBase + BigInt(index))
+      : undefined;
+    const saved = new Uint8Array(8);
+    const patched = slot !== undefined &&
+      this.#uc.uc_mem_read(this.#engine, slot, saved, 8n) === UcErr.OK &&
+      this.#uc.uc_mem_write(this.#engine, slot, descriptor(seg), 8n) === UcErr.OK;
+    this.#u64[0] = BigInt(seg.selector);
+    let err = this.#uc.uc_reg_write(this.#engine, SEGMENT_REGS[name], this.#u64);
+    if (patched) this.#uc.uc_mem_write(this.#engine, slot, saved, 8n);
+    if (err !== UcErr.OK && patched) {
+      // The hidden part makes no loadable descriptor (say, unusable): the slot's own, then.
+      err = this.#uc.uc_reg_write(this.#engine, SEGMENT_REGS[name], this.#u64);
+    }
+    if (err !== UcErr.OK) {
+      throw new Error(
+        `loading ${name.toUpperCase()} (selector ${hex(seg.selector)}) into the emulator ` +
+          `failed: ${strerror(this.#uc, err)}`,
+      );
     }
   }
 
@@ -612,6 +635,21 @@ class UnicornEmulator {
     for (const callback of this.#callbacks) callback.close();
     this.#callbacks = [];
   }
+}
+
+/** A GDT descriptor (8 bytes) for a segment's base, limit and VMX access rights. */
+function descriptor(seg: Segment): Uint8Array {
+  const granular = (seg.access & 0x8000) !== 0;
+  const limit = granular ? seg.limit >>> 12 : seg.limit;
+  const base = Number(seg.base & 0xffff_ffffn);
+  const low = (limit & 0xffff) | ((base & 0xffff) << 16);
+  const high = ((base >>> 16) & 0xff) | ((seg.access & 0xff) << 8) | (limit & 0xf_0000) |
+    (((seg.access >> 12) & 0xf) << 20) | (base & 0xff00_0000);
+  const bytes = new Uint8Array(8);
+  const view = new DataView(bytes.buffer);
+  view.setUint32(0, low >>> 0, true);
+  view.setUint32(4, high >>> 0, true);
+  return bytes;
 }
 
 /** VMX access rights as QEMU's segment-cache flags (the descriptor's high dword, bits 8-23). */

@@ -29,6 +29,8 @@ export const UNICORN_SYMBOLS = {
   uc_mem_map_ptr: { parameters: ["pointer", "u64", "u64", "u32", "pointer"], result: "i32" },
   /** uc_err uc_mem_read(uc_engine *uc, uint64_t address, void *bytes, uint64_t size); */
   uc_mem_read: { parameters: ["pointer", "u64", "buffer", "u64"], result: "i32" },
+  /** uc_err uc_mem_write(uc_engine *uc, uint64_t address, const void *bytes, uint64_t size); */
+  uc_mem_write: { parameters: ["pointer", "u64", "buffer", "u64"], result: "i32" },
   /** uc_err uc_vmem_read(uc_engine *uc, uint64_t address, uc_prot prot, void *bytes,
    *      size_t size); */
   uc_vmem_read: { parameters: ["pointer", "u64", "i32", "buffer", "usize"], result: "i32" },

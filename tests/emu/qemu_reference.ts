@@ -96,7 +96,12 @@ export class QemuReference {
 
   /** The whole state, from QMP `info registers`. */
   async state(): Promise<CpuState> {
-    return parseInfoRegisters(await this.#hmp("info registers"));
+    return parseInfoRegisters(await this.registersText());
+  }
+
+  /** QMP `info registers` as QEMU prints it. */
+  registersText(): Promise<string> {
+    return this.#hmp("info registers");
   }
 
   /** The reference's guest RAM as it is now (the shared file). */
@@ -182,9 +187,13 @@ function accessRights(flags: number, selector: number, name: SegmentName): numbe
 
 /** Parses HMP `info registers` (x86-64). */
 export function parseInfoRegisters(text: string): CpuState {
-  const value = (name: string) => {
+  // In long mode QEMU prints RAX…R15 and RIP; otherwise EAX…ESP and EIP (no R8…R15).
+  const value = (name: string, otherwise?: string): bigint => {
     const match = new RegExp(`(?:^|[\\s])${name}\\s*=([0-9a-f]+)`, "m").exec(text);
-    if (match === null) throw new Error(`no ${name} in info registers`);
+    if (match === null) {
+      if (otherwise === undefined) throw new Error(`no ${name} in info registers`);
+      return otherwise === "" ? 0n : value(otherwise);
+    }
     return BigInt(`0x${match[1]}`);
   };
   const segment = (label: string, name: SegmentName): Segment => {
@@ -206,24 +215,24 @@ export function parseInfoRegisters(text: string): CpuState {
   };
   return {
     scalars: {
-      rax: value("RAX"),
-      rbx: value("RBX"),
-      rcx: value("RCX"),
-      rdx: value("RDX"),
-      rsi: value("RSI"),
-      rdi: value("RDI"),
-      rbp: value("RBP"),
-      rsp: value("RSP"),
-      r8: value("R8"),
-      r9: value("R9"),
-      r10: value("R10"),
-      r11: value("R11"),
-      r12: value("R12"),
-      r13: value("R13"),
-      r14: value("R14"),
-      r15: value("R15"),
-      rip: value("RIP"),
-      eflags: value("RFL"),
+      rax: value("RAX", "EAX"),
+      rbx: value("RBX", "EBX"),
+      rcx: value("RCX", "ECX"),
+      rdx: value("RDX", "EDX"),
+      rsi: value("RSI", "ESI"),
+      rdi: value("RDI", "EDI"),
+      rbp: value("RBP", "EBP"),
+      rsp: value("RSP", "ESP"),
+      r8: value("R8", ""),
+      r9: value("R9", ""),
+      r10: value("R10", ""),
+      r11: value("R11", ""),
+      r12: value("R12", ""),
+      r13: value("R13", ""),
+      r14: value("R14", ""),
+      r15: value("R15", ""),
+      rip: value("RIP", "EIP"),
+      eflags: value("RFL", "EFL"),
       cr0: value("CR0"),
       cr2: value("CR2"),
       cr3: value("CR3"),
