@@ -187,3 +187,26 @@ function group7(modrm: number, knownKernelGsBase: boolean): string | undefined {
   }
   return undefined;
 }
+
+/**
+ * For a REP-prefixed string instruction (MOVS, CMPS, STOS, LODS, SCAS, INS, OUTS): the mask of
+ * its count register (CX, ECX or RCX by address size); undefined for anything else. A REP
+ * instruction runs one iteration per pass; the CPU leaves it when the count reaches zero.
+ */
+export function repCountMask(bytes: Uint8Array, long: boolean): bigint | undefined {
+  let i = 0;
+  let rep = false;
+  let sizeOverride = false;
+  for (; i < bytes.length; i++) {
+    const b = bytes[i]!;
+    if (b === 0xf2 || b === 0xf3) rep = true;
+    else if (b === 0x67) sizeOverride = true;
+    else if (!LEGACY_PREFIXES.has(b) && !(long && (b & 0xf0) === 0x40)) break;
+  }
+  const op = bytes[i] ?? 0;
+  const string = (op >= 0xa4 && op <= 0xa7) || (op >= 0xaa && op <= 0xaf) ||
+    (op >= 0x6c && op <= 0x6f);
+  if (!rep || !string) return undefined;
+  if (long) return sizeOverride ? 0xffff_ffffn : 0xffff_ffff_ffff_ffffn;
+  return sizeOverride ? 0xffffn : 0xffff_ffffn;
+}

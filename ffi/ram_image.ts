@@ -19,6 +19,8 @@ export class PrivateRam implements RamImage {
   readonly originals: Deno.PointerObject[];
   /** Per page already reported: its bytes as of the last report (else the original's). */
   #baseline = new Map<bigint, Uint8Array>();
+  /** /proc/self/pagemap, once opened; null where there is none. */
+  #pagemap: Deno.FsFile | null | undefined;
   #open = true;
 
   private constructor(
@@ -85,6 +87,46 @@ export class PrivateRam implements RamImage {
     }
   }
 
+  /**
+   * Guest-physical pages the private copy holds its own copy of (written since the image was
+   * made), from Linux's /proc/self/pagemap: a copied page is anonymous (bit 61 clear) and
+   * present (bit 63). Undefined where there is no pagemap (FreeBSD): writes are then recorded
+   * as they happen.
+   */
+  copiedPages(): bigint[] | undefined {
+    if (this.#pagemap === null) return undefined;
+    try {
+      this.#pagemap ??= Deno.openSync("/proc/self/pagemap");
+    } catch {
+      this.#pagemap = null;
+      return undefined;
+    }
+    const pages: bigint[] = [];
+    const chunk = new BigUint64Array(8192);
+    const bytes = new Uint8Array(chunk.buffer);
+    this.ranges.forEach((range, i) => {
+      const first = Deno.UnsafePointer.value(this.pointers[i]!) / 4096n;
+      const count = Number(range.length / 4096n);
+      for (let at = 0; at < count; at += chunk.length) {
+        const n = Math.min(chunk.length, count - at);
+        this.#pagemap!.seekSync(Number((first + BigInt(at)) * 8n), Deno.SeekMode.Start);
+        let got = 0;
+        while (got < n * 8) {
+          const read = this.#pagemap!.readSync(bytes.subarray(got, n * 8));
+          if (read === null) break;
+          got += read;
+        }
+        for (let k = 0; k < got / 8; k++) {
+          const entry = chunk[k]!;
+          if ((entry >> 63n) === 1n && ((entry >> 61n) & 1n) === 0n) {
+            pages.push(range.gpa + BigInt(at + k) * 4096n);
+          }
+        }
+      }
+    });
+    return pages;
+  }
+
   /** The range index and offset holding [gpa, gpa + length), if one does. */
   locate(gpa: bigint, length: number): { index: number; offset: number } | undefined {
     const index = this.ranges.findIndex((r) =>
@@ -137,6 +179,7 @@ export class PrivateRam implements RamImage {
   close(): void {
     if (!this.#open) return;
     this.#open = false;
+    this.#pagemap?.close();
     this.pointers.forEach((p, i) => libc().munmap(p, this.ranges[i]!.length));
     this.originals.forEach((p, i) => libc().munmap(p, this.ranges[i]!.length));
   }

@@ -22,7 +22,7 @@ import type {
   SegmentName,
 } from "../emu/emulator.ts";
 import { SCALARS, SEGMENTS } from "../emu/emulator.ts";
-import { refusal } from "../emu/refusal.ts";
+import { refusal, repCountMask } from "../emu/refusal.ts";
 import type { PrivateRam } from "./ram_image.ts";
 import type { LoadedUnicorn } from "./unicorn.ts";
 import {
@@ -33,6 +33,8 @@ import {
   UC_ARCH_X86,
   UC_CPU_X86_HASWELL,
   UC_CTL_CPU_MODEL_WRITE,
+  UC_CTL_TB_FLUSH_WRITE,
+  UC_CTL_TB_REMOVE_CACHE_WRITE,
   UC_MODE_32,
   UC_MODE_64,
   UC_PROT_ALL,
@@ -107,6 +109,22 @@ const SEGMENT_REGS: Record<SegmentName, number> = {
 
 const MSR_EFER = 0xc000_0080;
 const MSR_KERNEL_GS_BASE = 0xc000_0102;
+
+/** Runs longer than this go in block mode (see #setMode). */
+const BLOCK_MODE_FROM = 64;
+
+interface Hook {
+  handle: bigint;
+  callback: Deno.UnsafeCallback;
+}
+
+/** A translated block whose instructions all passed the checks. */
+interface KnownBlock {
+  size: number;
+  addresses: bigint[];
+  /** A block that is one REP string instruction: its count register's mask. */
+  repMask?: bigint;
+}
 
 /** Instructions per slice: between slices the run looks at Ctrl-C and the clock. */
 const SLICE = 2_000_000;
@@ -185,7 +203,21 @@ class UnicornEmulator {
   #watches: EmuBreakpoint[] = [];
   #pendingWatch: { breakpoint: EmuBreakpoint; address: bigint } | undefined;
   #written = new Set<bigint>();
-  #readHandle: bigint | undefined;
+  #mode: "instruction" | "block" | undefined;
+  #modeHooks: Hook[] = [];
+  /** Callbacks of removed hooks, closed after the run (never inside one). */
+  #retired: Deno.UnsafeCallback[] = [];
+  /** Block mode: blocks whose instructions all passed the checks, by address. */
+  #blocks = new Map<bigint, KnownBlock>();
+  /** Block mode: the known block running now, and the instruction count before it. */
+  #block: KnownBlock | undefined;
+  #blockBase = 0;
+  /** Block mode: the block that ran last (a REP instruction runs its block again). */
+  #lastBlock = -1n;
+  #discovering: (KnownBlock & { address: bigint; end: bigint; hook: Hook }) | undefined;
+  #restart = false;
+  #breakpointHooks: Hook[] = [];
+  #readWatchHook: Hook | undefined;
   #watchPhysical = new Map<EmuBreakpoint, bigint>();
   #long = true;
   #knownKgs = false;
@@ -210,11 +242,7 @@ class UnicornEmulator {
         `uc_mem_map_ptr(${hex(range.gpa)}, ${hex(range.length)})`,
       );
     });
-    this.#hook(UcHook.CODE, CODE_CALLBACK, (_uc, address, size) => this.#onCode(address, size));
     this.#hook(UcHook.INTR, INTR_CALLBACK, (_uc, intno) => this.#onInterrupt(intno));
-    this.#hook(UcHook.MEM_WRITE, MEM_CALLBACK, (_uc, _type, address, size) => {
-      this.#onWrite(address, size);
-    });
     this.#hook(
       UcHook.MEM_READ_UNMAPPED | UcHook.MEM_WRITE_UNMAPPED | UcHook.MEM_FETCH_UNMAPPED,
       EVENTMEM_CALLBACK,
@@ -236,27 +264,164 @@ class UnicornEmulator {
     definition: D,
     handler: Deno.UnsafeCallbackFunction<D["parameters"], D["result"]>,
   ): bigint {
+    return this.#hookRange(type, definition, handler, 1n, 0n).handle;
+  }
+
+  /** A hook on [begin, end] only (begin > end: everywhere); the caller may remove it. */
+  #hookRange<D extends Deno.UnsafeCallbackDefinition>(
+    type: number,
+    definition: D,
+    handler: Deno.UnsafeCallbackFunction<D["parameters"], D["result"]>,
+    begin: bigint,
+    end: bigint,
+  ): Hook {
     const callback = new Deno.UnsafeCallback(definition, handler);
     this.#callbacks.push(callback);
     const handle = new BigUint64Array(1);
     check(
       this.#uc,
-      this.#uc.uc_hook_add(this.#engine, handle, type, callback.pointer, null, 1n, 0n, 0),
+      this.#uc.uc_hook_add(this.#engine, handle, type, callback.pointer, null, begin, end, 0),
       "uc_hook_add",
     );
-    return handle[0]!;
+    return { handle: handle[0]!, callback };
+  }
+
+  /** Removes a hook; its callback is closed once no run is under way. */
+  #unhook(hook: Hook): void {
+    this.#uc.uc_hook_del(this.#engine, hook.handle);
+    this.#callbacks = this.#callbacks.filter((c) => c !== hook.callback);
+    this.#retired.push(hook.callback);
+  }
+
+  /**
+   * Instruction mode (a step, or watchpoints set): a hook on every instruction and every
+   * write. Block mode (a continue): a hook on every translated block; the instructions of a
+   * block are checked once, one by one, the first time it runs (#discover), and breakpoints
+   * get hooks of their own. Switching drops the translated blocks, which carry their hooks.
+   */
+  #setMode(mode: "instruction" | "block"): void {
+    if (this.#mode === mode) return;
+    for (const hook of this.#modeHooks) this.#unhook(hook);
+    this.#modeHooks = [];
+    const [type, handler] = mode === "instruction"
+      ? [UcHook.CODE, (a: bigint, n: number) => this.#onCode(a, n)]
+      : [UcHook.BLOCK, (a: bigint, n: number) => this.#onBlock(a, n)];
+    this.#modeHooks.push(
+      this.#hookRange(type, CODE_CALLBACK, (_uc, address, size) => handler(address, size), 1n, 0n),
+    );
+    if (mode === "instruction" || this.#ram.copiedPages() === undefined) {
+      this.#modeHooks.push(
+        this.#hookRange(
+          UcHook.MEM_WRITE,
+          MEM_CALLBACK,
+          (_uc, _type, address, size) => {
+            this.#onWrite(address, size);
+          },
+          1n,
+          0n,
+        ),
+      );
+    }
+    this.#uc.uc_ctl(this.#engine, UC_CTL_TB_FLUSH_WRITE, 0);
+    this.#mode = mode;
+  }
+
+  /** Block mode: a block about to run. */
+  #onBlock(address: bigint, size: number): void {
+    if (this.#stop !== undefined || this.#executed >= this.#count) {
+      this.#uc.uc_emu_stop(this.#engine);
+      return;
+    }
+    const discovering = this.#discovering;
+    if (discovering !== undefined && discovering.address === address) {
+      this.#block = undefined; // its instructions are counted one by one
+      return;
+    }
+    const known = this.#blocks.get(address);
+    const again = this.#lastBlock === address;
+    this.#lastBlock = address;
+    if (known !== undefined && known.size === size) {
+      if (again && known.repMask !== undefined && this.#repFinished(address, known.repMask)) {
+        // The pass out of a finished REP instruction: no instruction (see #onCode).
+        this.#block = { size, addresses: [] };
+        this.#blockBase = this.#executed;
+        return;
+      }
+      this.#block = known;
+      this.#current = -1n;
+      this.#blockBase = this.#executed;
+      this.#executed += known.addresses.length;
+      return;
+    }
+    // A block not seen yet: hook its instructions, drop its translation, run it again.
+    this.#block = undefined;
+    const end = address + BigInt(size);
+    this.#discovering = {
+      address,
+      size,
+      end,
+      addresses: [],
+      hook: this.#hookRange(
+        UcHook.CODE,
+        CODE_CALLBACK,
+        (_uc, at, length) => {
+          this.#onCode(at, length);
+        },
+        address,
+        end - 1n,
+      ),
+    };
+    this.#uc.uc_ctl_range(this.#engine, UC_CTL_TB_REMOVE_CACHE_WRITE, address, end);
+    this.#restart = true;
+    this.#uc.uc_emu_stop(this.#engine);
+  }
+
+  /** Block mode: a breakpoint's own hook, in a block already checked. */
+  #onBreakpoint(address: bigint): void {
+    const discovering = this.#discovering;
+    if (
+      this.#stop !== undefined || this.#block === undefined ||
+      (discovering !== undefined && address >= discovering.address && address < discovering.end)
+    ) return;
+    const index = this.#block.addresses.indexOf(address);
+    const before = this.#blockBase + index;
+    if (index < 0 || before === 0) return; // the run's first instruction: step off it
+    this.#executed = before;
+    this.#stop = { kind: "breakpoint", breakpoint: this.#breakpoints.get(address)! };
+    this.#uc.uc_emu_stop(this.#engine);
+  }
+
+  /** Block mode: an instruction of the block being discovered passed its checks. */
+  #discovered(address: bigint, size: number): void {
+    const discovering = this.#discovering;
+    if (discovering === undefined || address < discovering.address) return;
+    if (address >= discovering.end) return;
+    discovering.addresses.push(address);
+    if (address + BigInt(size) === discovering.end) {
+      const known: KnownBlock = { size: discovering.size, addresses: discovering.addresses };
+      const mask = known.addresses.length === 1 ? this.#repMask(address) : undefined;
+      if (mask !== undefined) known.repMask = mask;
+      this.#blocks.set(discovering.address, known);
+      this.#unhook(discovering.hook);
+      this.#discovering = undefined;
+    }
   }
 
   /** The read hook, only while a read or access watchpoint is set (it slows every load). */
   #readHook(on: boolean): void {
-    if (on && this.#readHandle === undefined) {
-      this.#readHandle = this.#hook(UcHook.MEM_READ, MEM_CALLBACK, (_uc, _t, address, size) => {
-        this.#watchHit(address, size, (w) => w.kind !== "write");
-      });
-    } else if (!on && this.#readHandle !== undefined) {
-      this.#uc.uc_hook_del(this.#engine, this.#readHandle);
-      this.#readHandle = undefined;
-      this.#callbacks.pop()!.close(); // the read hook's, the last one added
+    if (on && this.#readWatchHook === undefined) {
+      this.#readWatchHook = this.#hookRange(
+        UcHook.MEM_READ,
+        MEM_CALLBACK,
+        (_uc, _t, address, size) => {
+          this.#watchHit(address, size, (w) => w.kind !== "write");
+        },
+        1n,
+        0n,
+      );
+    } else if (!on && this.#readWatchHook !== undefined) {
+      this.#unhook(this.#readWatchHook);
+      this.#readWatchHook = undefined;
     }
   }
 
@@ -295,6 +460,26 @@ class UnicornEmulator {
     }
     if (this.#watches.length > 0) this.#load(request.state); // no fault left pending
     this.#readHook(this.#watches.some((w) => w.kind !== "write"));
+    const blockMode = request.count > BLOCK_MODE_FROM && this.#watches.length === 0;
+    this.#setMode(blockMode ? "block" : "instruction");
+    this.#block = undefined;
+    this.#lastBlock = -1n;
+    if (blockMode) {
+      for (const address of this.#breakpoints.keys()) {
+        this.#breakpointHooks.push(
+          this.#hookRange(
+            UcHook.CODE,
+            CODE_CALLBACK,
+            (_uc, at) => {
+              this.#onBreakpoint(at);
+            },
+            address,
+            address,
+          ),
+        );
+        this.#uc.uc_ctl_range(this.#engine, UC_CTL_TB_REMOVE_CACHE_WRITE, address, address + 1n);
+      }
+    }
     this.#long = (request.state.scalars.efer & 0x400n) !== 0n &&
       (request.state.segments.cs.access & 0x2000) !== 0;
     this.#knownKgs = request.state.kernelGsBase !== undefined;
@@ -305,10 +490,12 @@ class UnicornEmulator {
       const sliceEnd = Math.min(this.#count, this.#executed + SLICE);
       const limit = this.#count;
       this.#count = sliceEnd;
+      this.#restart = false;
       const err = this.#uc.uc_emu_start(this.#engine, rip, 0n, 0n, 0n);
       this.#count = limit;
       this.#settle(err);
       if (this.#stop !== undefined) break;
+      if (this.#restart && err === UcErr.OK) continue; // a block to check: run it again
       if (this.#executed >= this.#count) {
         this.#stop = { kind: "count" };
       } else if (request.interrupted?.()) {
@@ -323,8 +510,19 @@ class UnicornEmulator {
       if (this.#stop === undefined) await new Promise((r) => setTimeout(r, 0));
     }
     this.#finishRep();
+    for (const hook of this.#breakpointHooks) this.#unhook(hook);
+    this.#breakpointHooks = [];
+    if (this.#discovering !== undefined) this.#unhook(this.#discovering.hook);
+    this.#discovering = undefined;
+    for (const callback of this.#retired) callback.close();
+    this.#retired = [];
     const state = this.#save(request.state);
-    return { state, executed: this.#executed, stop: this.#stop, writes: this.#collectWrites() };
+    return {
+      state,
+      executed: this.#executed,
+      stop: this.#stop,
+      writes: this.#collectWrites(blockMode),
+    };
   }
 
   /**
@@ -334,32 +532,35 @@ class UnicornEmulator {
   #finishRep(): void {
     if (this.#stop?.kind !== "count" || this.#current < 0n) return;
     if (this.#reg(this.#pc) !== this.#current) return;
-    const bytes = this.#fetch(this.#current);
-    if (bytes === undefined) return;
-    let i = 0;
-    let rep = false;
-    let addr32 = !this.#long;
-    for (; i < bytes.length; i++) {
-      const b = bytes[i]!;
-      if (b === 0xf2 || b === 0xf3) rep = true;
-      else if (b === 0x67) addr32 = !addr32 || !this.#long;
-      else if (
-        !(b === 0x66 || b === 0x2e || b === 0x3e || b === 0x26 || b === 0x36 ||
-          b === 0x64 || b === 0x65 || (this.#long && (b & 0xf0) === 0x40))
-      ) break;
+    if (this.#repFinished(this.#current)) {
+      this.#setReg(this.#pc, this.#current + BigInt(this.#size));
     }
-    const op = bytes[i] ?? 0;
-    const string = (op >= 0xa4 && op <= 0xa7) || (op >= 0xaa && op <= 0xaf) ||
-      (op >= 0x6c && op <= 0x6f);
-    const rcx = this.#reg(this.#wide ? UcX86Reg.RCX : UcX86Reg32.ECX) &
-      (addr32 ? 0xffff_ffffn : 0xffff_ffff_ffff_ffffn);
-    if (rep && string && rcx === 0n) this.#setReg(this.#pc, this.#current + BigInt(this.#size));
+  }
+
+  /** Whether the REP string instruction at `address` (RIP) has its count at zero: done. */
+  #repFinished(address: bigint, mask = this.#repMask(address)): boolean {
+    if (mask === undefined) return false;
+    const count = this.#reg(this.#wide ? UcX86Reg.RCX : UcX86Reg32.ECX);
+    return (count & mask) === 0n;
+  }
+
+  #repMask(address: bigint): bigint | undefined {
+    const bytes = this.#fetch(address);
+    return bytes === undefined ? undefined : repCountMask(bytes, this.#long);
   }
 
   /** Turns how uc_emu_start ended into a stop, with RIP at a clean instruction boundary. */
   #settle(err: number): void {
     if (this.#exception !== undefined || this.#outside !== undefined) {
       const rip = this.#reg(this.#pc);
+      const index = this.#block?.addresses.indexOf(rip) ?? -1;
+      if (index >= 0) {
+        // In a checked block: RIP is the instruction that faulted; those before it completed.
+        this.#executed = this.#blockBase + index;
+        const what = this.#outside ?? this.#describeException(this.#exception!);
+        this.#stop = { kind: "refused", message: `${this.#describeInstruction(rip)}: ${what}` };
+        return;
+      }
       // An exception in the instruction the code hook let through: it did not complete.
       const inCurrent = this.#current >= 0n &&
         (this.#outside !== undefined || rip === this.#current);
@@ -431,6 +632,14 @@ class UnicornEmulator {
 
   #onCode(address: bigint, size: number): void {
     if (this.#stop !== undefined) return;
+    // A REP instruction passes here once per iteration, and once more with its count at zero
+    // on its way out: that pass is no instruction of its own (the CPU leaves after the last
+    // iteration).
+    if (
+      address === this.#current && this.#pendingWatch === undefined && this.#repFinished(address)
+    ) {
+      return;
+    }
     if (this.#pendingWatch !== undefined) {
       this.#stop = { kind: "watch", ...this.#pendingWatch };
     } else if (this.#executed >= this.#count) {
@@ -455,6 +664,7 @@ class UnicornEmulator {
         this.#current = address;
         this.#size = size;
         this.#executed++;
+        if (this.#mode === "block") this.#discovered(address, size);
         return;
       }
     }
@@ -479,9 +689,11 @@ class UnicornEmulator {
   }
 
   /** What the run changed in guest RAM, page by page (candidates from the write hook). */
-  #collectWrites(): RamWrite[] {
+  #collectWrites(blockMode: boolean): RamWrite[] {
     const pages = new Set<bigint>();
-    for (const page of this.#written) {
+    const copied = blockMode ? this.#ram.copiedPages() : undefined;
+    for (const page of copied ?? []) pages.add(page);
+    for (const page of copied === undefined ? this.#written : []) {
       pages.add(page);
       const physical = this.#translate(page);
       if (physical !== undefined) pages.add(physical & ~0xfffn);

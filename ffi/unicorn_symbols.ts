@@ -20,6 +20,8 @@ export const UNICORN_SYMBOLS = {
   uc_strerror: { parameters: ["i32"], result: "pointer" },
   /** uc_err uc_ctl(uc_engine *uc, uc_control_type control, ...); -- one int argument */
   uc_ctl: { parameters: ["pointer", "i32", "i32"], result: "i32" },
+  /** uc_ctl(uc, UC_CTL_WRITE(UC_CTL_TB_REMOVE_CACHE, 2), uint64_t begin, uint64_t end); */
+  uc_ctl_range: { name: "uc_ctl", parameters: ["pointer", "i32", "u64", "u64"], result: "i32" },
   /** uc_err uc_reg_write(uc_engine *uc, int regid, const void *value); */
   uc_reg_write: { parameters: ["pointer", "i32", "buffer"], result: "i32" },
   /** uc_err uc_reg_read(uc_engine *uc, int regid, void *value); */
@@ -80,6 +82,7 @@ export const UcHook = {
   INTR: 1 << 0,
   INSN: 1 << 1,
   CODE: 1 << 2,
+  BLOCK: 1 << 3,
   MEM_READ_UNMAPPED: 1 << 4,
   MEM_WRITE_UNMAPPED: 1 << 5,
   MEM_FETCH_UNMAPPED: 1 << 6,
@@ -93,6 +96,11 @@ export const UcMem = { READ: 16, WRITE: 17, FETCH: 18 } as const;
 
 /** uc_ctl(UC_CTL_WRITE(UC_CTL_CPU_MODEL, 1), model): (type | nr << 26 | rw << 30). */
 export const UC_CTL_CPU_MODEL_WRITE = 7 | (1 << 26) | (1 << 30);
+
+/** uc_ctl(UC_CTL_WRITE(UC_CTL_TB_FLUSH, 0)): drop every translated block. */
+export const UC_CTL_TB_FLUSH_WRITE = 10 | (1 << 30);
+/** uc_ctl(UC_CTL_WRITE(UC_CTL_TB_REMOVE_CACHE, 2), begin, end): drop the blocks in a range. */
+export const UC_CTL_TB_REMOVE_CACHE_WRITE = 9 | (2 << 26) | (1 << 30);
 
 /** uc_cpu_x86: the model whose CPUID the emulated instructions see. */
 export const UC_CPU_X86_HASWELL = 19;

@@ -43,6 +43,8 @@ export interface DifferentialReport {
   refusals: Map<string, number>;
   /** Steps QEMU reported without executing anything, taken again. */
   referenceRetries: number;
+  /** The block-mode run: instructions executed and why it stopped. */
+  blockRun?: { executed: number; stop: string };
 }
 
 const hex = (v: bigint) => `0x${v.toString(16)}`;
@@ -53,6 +55,7 @@ export async function differential(
   reference: QemuReference,
   ramRanges: { gpa: bigint; length: bigint }[],
   steps: number,
+  blockRun = 0,
 ): Promise<DifferentialReport> {
   const report: DifferentialReport = {
     compared: 0,
@@ -74,27 +77,34 @@ export async function differential(
     emu = lib.open(image);
     state = await reference.state();
   };
+  // QEMU's gdbstub now and then reports a step without executing anything (nothing at all
+  // changed, not even RIP): such a step is taken again.
+  let last = await reference.generalRegisters();
+  const step = async () => {
+    let now = await reference.step();
+    if (now.every((v, i) => v === last[i])) {
+      report.referenceRetries++;
+      now = await reference.step();
+    }
+    last = now;
+    return now;
+  };
+  const resyncAll = async () => {
+    await resync();
+    last = await reference.generalRegisters();
+  };
   await resync();
   let stretch = 0;
   try {
     for (let i = 0; i < steps; i++) {
       const run = await emu!.run({ state: state!, count: 1 });
-      let expected = await reference.step();
-      if (
-        expected[16] === state!.scalars.rip && run.state.scalars.rip !== state!.scalars.rip &&
-        run.stop.kind === "count"
-      ) {
-        // QEMU's gdbstub now and then reports a step without executing anything (seen right
-        // after a resynchronisation): step it once more.
-        report.referenceRetries++;
-        expected = await reference.step();
-      }
+      const expected = await step();
       if (run.stop.kind !== "count") {
         const message = run.stop.kind === "refused" ? run.stop.message : run.stop.kind;
         const key = message.replace(/^the instruction at 0x[0-9a-f]+ /, "");
         report.refusals.set(key, (report.refusals.get(key) ?? 0) + 1);
         stretch = 0;
-        await resync();
+        await resyncAll();
         continue;
       }
       const problems: string[] = [];
@@ -112,13 +122,32 @@ export async function differential(
       if (problems.length > 0) {
         report.divergences.push(`after ${hex(state!.scalars.rip)}: ${problems.join(", ")}`);
         stretch = 0;
-        await resync();
+        await resyncAll();
         continue;
       }
       report.compared++;
       stretch++;
       report.longestStretch = Math.max(report.longestStretch, stretch);
       state = run.state;
+    }
+    // Long runs go in block mode (blocks checked once, then run without per-instruction
+    // hooks): one run of `blockRun` instructions, then QEMU steps as many, then the same
+    // comparison, the whole of RAM included below.
+    if (blockRun > 0) {
+      await resyncAll();
+      const run = await emu!.run({ state: state!, count: blockRun });
+      let expected: bigint[] = [];
+      for (let i = 0; i < run.executed; i++) expected = await step();
+      report.blockRun = { executed: run.executed, stop: run.stop.kind };
+      if (run.executed > 0) {
+        const problems = COMPARED.filter((name, n) =>
+          run.state.scalars[name] !==
+            (name === "eflags" ? expected[n]! & 0xffff_ffffn : expected[n]!)
+        );
+        if (problems.length > 0) {
+          report.divergences.push(`block-mode run of ${run.executed}: ${problems.join(", ")}`);
+        }
+      }
     }
     // Writes the emulator missed (or made in the wrong place) show in a whole-RAM comparison.
     for (const range of ramRanges) {

@@ -200,3 +200,47 @@ Deno.test("32-bit protected mode: 32-bit operands and addresses, 0x48 is DEC EAX
     assert.deepStrictEqual(run.writes, [{ gpa: DATA, bytes: Uint8Array.of(8) }]);
   });
 });
+
+Deno.test("block mode: a breakpoint inside a checked block, a fault in one, writes from copied pages", async () => {
+  await withEmulator(LOOP, async (emu) => {
+    // 1 + 25 turns of the loop: its block is checked and known by then; RIP at its start.
+    const warm = await emu.run({ state: longModeState(), count: 101 });
+    assert.equal(warm.state.scalars.rip, CODE + 7n);
+    const bp = await emu.run({
+      state: warm.state,
+      count: 1000,
+      breakpoints: [{ kind: "sw", address: CODE + 0x12n, length: 1 }],
+    });
+    assert.deepStrictEqual(bp.stop, {
+      kind: "breakpoint",
+      breakpoint: { kind: "sw", address: CODE + 0x12n, length: 1 },
+    });
+    assert.equal(bp.executed, 2);
+    assert.equal(bp.state.scalars.rip, CODE + 0x12n);
+  });
+  // mov al, 1; mov edi, DATA; l: mov [rdi], al; add rdi, 0x1000; jmp l -- until 2 MiB, where
+  // RAM ends and device memory begins.
+  const code = [
+    ...[0xb0, 0x01],
+    ...[0xbf, 0x00, 0x00, 0x02, 0x00],
+    ...[0x88, 0x07],
+    ...[0x48, 0x81, 0xc7, 0x00, 0x10, 0x00, 0x00],
+    ...[0xeb, 0xf5],
+  ];
+  await withEmulator(code, async (emu) => {
+    const run = await emu.run({ state: longModeState(), count: 100_000 });
+    assert.equal(run.stop.kind, "refused");
+    assert.match((run.stop as { message: string }).message, /0x10007.*outside guest RAM/);
+    const turns = (0x20_0000 - Number(DATA)) / 0x1000;
+    assert.equal(run.executed, 2 + 3 * turns);
+    assert.equal(run.state.scalars.rip, CODE + 7n);
+    assert.equal(run.state.scalars.rdi, 0x20_0000n);
+    const stores = run.writes.filter((w) => w.gpa >= DATA);
+    assert.equal(stores.length, turns);
+    assert.deepStrictEqual(stores[0], { gpa: DATA, bytes: Uint8Array.of(1) });
+    // The rest is what the CPU itself writes: accessed and dirty bits in the page tables.
+    for (const w of run.writes.filter((w) => w.gpa < DATA)) {
+      assert.ok(w.gpa >= 0x1000n && w.gpa < 0x4000n, `0x${w.gpa.toString(16)}`);
+    }
+  });
+});

@@ -30,16 +30,22 @@ async function symbol(vmlinux: string, name: string): Promise<bigint> {
   return BigInt(`0x${line.split(" ")[0]}`);
 }
 
-async function compare(start: (vmlinux: string) => Promise<bigint>, steps: number) {
+async function compare(
+  start: (vmlinux: string) => Promise<bigint>,
+  steps: number,
+  blockRun = 0,
+) {
   const vmlinux = await vmlinuxPath();
   const lib = loadEmulator(unicornPath());
   const reference = await QemuReference.start(vmlinux, CMDLINE, 128, freePort());
   try {
     await reference.runTo(await start(vmlinux));
-    const report = await differential(lib, reference, RAM, steps);
+    const report = await differential(lib, reference, RAM, steps, blockRun);
     console.log(
       `compared ${report.compared}, longest stretch ${report.longestStretch}, ` +
-        `QEMU steps retried ${report.referenceRetries}, refusals:`,
+        `QEMU steps retried ${report.referenceRetries}, block-mode run:`,
+      report.blockRun,
+      "refusals:",
       report.refusals,
     );
     assert.deepStrictEqual(report.divergences, []);
@@ -51,8 +57,9 @@ async function compare(start: (vmlinux: string) => Promise<bigint>, steps: numbe
 }
 
 Deno.test(`emulator vs QEMU: ${STEPS} instructions of 64-bit Linux from start_kernel`, async () => {
-  const report = await compare((vmlinux) => symbol(vmlinux, "start_kernel"), STEPS);
+  const report = await compare((vmlinux) => symbol(vmlinux, "start_kernel"), STEPS, 3000);
   assert.ok(report.compared >= STEPS * 0.9, `only ${report.compared} compared`);
+  assert.ok(report.blockRun!.executed > 500, `block-mode run: ${report.blockRun!.executed}`);
 });
 
 Deno.test("emulator vs QEMU: Linux's 32-bit PVH entry, through the switch to long mode", async () => {
