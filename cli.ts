@@ -44,6 +44,8 @@ export interface Options {
   unicorn?: string;
   /** `--emu-budget INSTRUCTIONS[:MILLISECONDS]`: an emulated continue's budget. */
   emuBudget?: { instructions: number; milliseconds?: number };
+  /** `--allow-write`: memory and register writes reach the guest (off by default). */
+  allowWrite?: boolean;
 }
 
 export type Command =
@@ -114,6 +116,7 @@ export function parseCommandLine(
         unicorn: { type: "string" },
         "emu-budget": { type: "string" },
         "log-level": { type: "string" },
+        "allow-write": { type: "boolean" },
         help: { type: "boolean", short: "h" },
         version: { type: "boolean", short: "V" },
       },
@@ -138,6 +141,7 @@ export function parseCommandLine(
     listen: parseListenSpec(v.gdb),
     logLevel: logLevel as LogLevel,
   };
+  if (v["allow-write"]) options.allowWrite = true;
   const vmmapi = v.vmmapi ?? env.get("BHYVE_GDBSTUB_VMMAPI");
   if (vmmapi !== undefined && vmmapi !== "") options.vmmapi = vmmapi;
   const unicorn = v.unicorn ?? env.get("BHYVE_GDBSTUB_UNICORN");
@@ -196,6 +200,9 @@ Options:
   --emu-budget N[:MS]  how far an emulated continue runs before it stops and says so:
                        N instructions, MS milliseconds (default 100000000:10000)
   --log-level LEVEL    trace, debug (every packet), info (default), warning, error
+  --allow-write        let the debugger write guest memory (RAM only, through the
+                       vCPU's page tables) and registers (set var, set $rax, jump);
+                       off by default: nothing is ever written to the guest
   -h, --help           this text
   -V, --version        the version
 

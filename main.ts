@@ -88,9 +88,16 @@ async function serveVm(api: Vmmapi, options: Options, signal: AbortSignal): Prom
           "does not exist yet). From outside bhyve this is the earliest possible stop, not the " +
           "first instruction.",
       );
-      target = await waitAndHold(api, vm, { signal, emulation: emulationSetup(options) });
+      target = await waitAndHold(api, vm, {
+        signal,
+        allowWrite: options.allowWrite ?? false,
+        emulation: emulationSetup(options),
+      });
     } else {
-      target = openTarget(api, vm, { emulation: emulationSetup(options) });
+      target = openTarget(api, vm, {
+        allowWrite: options.allowWrite ?? false,
+        emulation: emulationSetup(options),
+      });
     }
   } catch (error) {
     if (signal.aborted) return 0;
@@ -146,6 +153,9 @@ function announce(options: Options, addr: Deno.NetAddr): void {
       `listening on ${where}:${addr.port}, not localhost: anyone who can reach it can read ` +
         `the memory of VM ${options.vm}`,
     );
+  }
+  if (options.allowWrite) {
+    log.warn(`--allow-write: a debugger may change VM ${options.vm}'s memory and registers`);
   }
   log.info(`serving VM ${options.vm}: gdb -ex 'target remote ${where}:${addr.port}'`);
 }

@@ -7,8 +7,9 @@
  * @module
  */
 
-/** PROT_READ and MAP_SHARED: the same numbers on FreeBSD and Linux. */
+/** PROT_READ, PROT_WRITE and MAP_SHARED: the same numbers on FreeBSD and Linux. */
 export const PROT_READ = 1;
+export const PROT_WRITE = 2;
 export const MAP_SHARED = 1;
 
 const COMMON = {
@@ -41,7 +42,8 @@ export interface Libc {
   /** The current thread's errno. Read it right after the failing call. */
   errno(): number;
   strerror(errno: number): string;
-  mmap(length: bigint, fd: number, offset: bigint): Deno.PointerValue;
+  /** A shared mapping of `fd`, read-only unless `writable`. */
+  mmap(length: bigint, fd: number, offset: bigint, writable?: boolean): Deno.PointerValue;
   /** mmap with explicit protection and flags (the emulator's private copy of guest RAM). */
   mmapWith(
     length: bigint,
@@ -98,8 +100,9 @@ function wrap(lib: CommonSymbols, errnoPointer: () => Deno.PointerValue): Libc {
       const pointer = lib.strerror(errno);
       return pointer === null ? `error ${errno}` : Deno.UnsafePointerView.getCString(pointer);
     },
-    mmap(length, fd, offset) {
-      return lib.mmap(null, length, PROT_READ, MAP_SHARED, fd, offset);
+    mmap(length, fd, offset, writable = false) {
+      const prot = writable ? PROT_READ | PROT_WRITE : PROT_READ;
+      return lib.mmap(null, length, prot, MAP_SHARED, fd, offset);
     },
     mmapWith(length, prot, flags, fd, offset) {
       return lib.mmap(null, length, prot, flags, fd, offset);

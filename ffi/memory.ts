@@ -1,9 +1,10 @@
 /**
- * Guest RAM mapped read-only into this process through the VM's device fd.
+ * Guest RAM mapped into this process through the VM's device fd.
  *
  * The device fd maps at offset = guest-physical address (vmm-facts.md section 1). The mapping
- * is PROT_READ: this tool never writes to the guest, and a stray write through it would fault
- * instead of corrupting the guest. Nothing outside this file sees the mapping: reads copy out.
+ * is PROT_READ unless the server was started with `--allow-write`: then it is read-write, as
+ * libvmmapi's own vm_map_gpa maps it. Read-only, a stray write through it faults instead of
+ * corrupting the guest. Nothing outside this file sees the mapping: reads and writes copy.
  *
  * @module
  */
@@ -21,16 +22,24 @@ export class MappedRange {
   readonly length: bigint;
   #pointer: Deno.PointerValue;
 
-  private constructor(gpa: bigint, length: bigint, pointer: Deno.PointerValue) {
+  private constructor(
+    gpa: bigint,
+    length: bigint,
+    pointer: Deno.PointerValue,
+    writable: boolean,
+  ) {
     this.gpa = gpa;
     this.length = length;
     this.#pointer = pointer;
+    this.writable = writable;
   }
 
-  /** Maps [gpa, gpa + length) of the device fd `fd`, read-only and shared. */
-  static map(fd: number, gpa: bigint, length: bigint): MappedRange {
+  readonly writable: boolean;
+
+  /** Maps [gpa, gpa + length) of the device fd `fd`, shared, read-only unless `writable`. */
+  static map(fd: number, gpa: bigint, length: bigint, writable = false): MappedRange {
     const c = libc();
-    const pointer = c.mmap(length, fd, gpa);
+    const pointer = c.mmap(length, fd, gpa, writable);
     // MAP_FAILED is (void *)-1.
     if (pointer === null || Deno.UnsafePointer.value(pointer) === 0xffff_ffff_ffff_ffffn) {
       const errno = c.errno();
@@ -39,7 +48,7 @@ export class MappedRange {
           `${errnoName(errno)} (${c.strerror(errno)})`,
       );
     }
-    return new MappedRange(gpa, length, pointer);
+    return new MappedRange(gpa, length, pointer, writable);
   }
 
   /** Whether [gpa, gpa + length) lies inside this range. */
@@ -49,16 +58,24 @@ export class MappedRange {
 
   /** Copies `into.length` bytes at `gpa` (which {@link contains} must accept). */
   read(gpa: bigint, into: Uint8Array): void {
+    into.set(this.#view(gpa, into.length));
+  }
+
+  /** Copies `from` to `gpa` (which {@link contains} must accept); the mapping must be writable. */
+  write(gpa: bigint, from: Uint8Array): void {
+    if (!this.writable) throw new MapError("guest range is mapped read-only");
+    this.#view(gpa, from.length).set(from);
+  }
+
+  /**
+   * A zero-copy view of just `length` bytes at `gpa` (a view of a whole multi-GiB range could
+   * exceed what an ArrayBuffer may span), used at once and dropped.
+   */
+  #view(gpa: bigint, length: number): Uint8Array {
     if (this.#pointer === null) throw new MapError("guest range already unmapped");
-    // A zero-copy view of just the requested bytes (a view of a whole multi-GiB range could
-    // exceed what an ArrayBuffer may span), copied out at once.
-    const offset = gpa - this.gpa;
-    const pointer = Deno.UnsafePointer.offset(this.#pointer, Number(offset));
+    const pointer = Deno.UnsafePointer.offset(this.#pointer, Number(gpa - this.gpa));
     if (pointer === null) throw new MapError("null guest pointer");
-    const source = new Uint8Array(
-      Deno.UnsafePointerView.getArrayBuffer(pointer, into.length),
-    );
-    into.set(source);
+    return new Uint8Array(Deno.UnsafePointerView.getArrayBuffer(pointer, length));
   }
 
   /** munmap; the range is unusable afterwards. */

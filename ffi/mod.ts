@@ -35,8 +35,8 @@ export function loadVmmapi(options: VmmapiOptions = {}): Vmmapi {
   return {
     generation: lib.generation,
     path: lib.path,
-    open(name) {
-      const vm = openVm(lib, name);
+    open(name, openOptions) {
+      const vm = openVm(lib, name, openOptions?.writable ?? false);
       open++;
       const close = vm.close.bind(vm);
       vm.close = () => {

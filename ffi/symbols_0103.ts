@@ -13,6 +13,8 @@ export const SYMBOLS_0103 = {
   ...VM_SYMBOLS,
   /** int vm_get_register(struct vmctx *ctx, int vcpu, int reg, uint64_t *retval); */
   vm_get_register: { parameters: ["pointer", "i32", "i32", "buffer"], result: "i32" },
+  /** int vm_set_register(struct vmctx *ctx, int vcpu, int reg, uint64_t val); */
+  vm_set_register: { parameters: ["pointer", "i32", "i32", "u64"], result: "i32" },
   /** int vm_get_register_set(struct vmctx *ctx, int vcpu, unsigned int count,
    *      const int *regnums, uint64_t *regvals); */
   vm_get_register_set: {

@@ -16,6 +16,8 @@ export const SYMBOLS_0200 = {
   vm_vcpu_close: { parameters: ["pointer"], result: "void" },
   /** int vm_get_register(struct vcpu *vcpu, int reg, uint64_t *retval); */
   vm_get_register: { parameters: ["pointer", "i32", "buffer"], result: "i32" },
+  /** int vm_set_register(struct vcpu *vcpu, int reg, uint64_t val); */
+  vm_set_register: { parameters: ["pointer", "i32", "u64"], result: "i32" },
   /** int vm_get_register_set(struct vcpu *vcpu, unsigned int count, const int *regnums,
    *      uint64_t *regvals); */
   vm_get_register_set: { parameters: ["pointer", "u32", "buffer", "buffer"], result: "i32" },

@@ -44,8 +44,11 @@ export function decodeCpuset(bytes: Uint8Array): number[] {
 const regName = (reg: number) => VM_REG_NAMES[reg] ?? `reg ${reg}`;
 const hex = (value: bigint) => `0x${value.toString(16)}`;
 
-/** vm_open through `lib`; throws VmmError (ENOENT when there is no such VM). */
-export function openVm(lib: LoadedLibrary, name: string): VmHandle {
+/**
+ * vm_open through `lib`; throws VmmError (ENOENT when there is no such VM). `writable` maps
+ * guest RAM read-write (`--allow-write`).
+ */
+export function openVm(lib: LoadedLibrary, name: string, writable = false): VmHandle {
   const cname = new TextEncoder().encode(`${name}\0`);
   const ctx = lib.symbols.vm_open(cname);
   if (ctx === null) throw lastError("vm_open", JSON.stringify(name));
@@ -53,7 +56,7 @@ export function openVm(lib: LoadedLibrary, name: string): VmHandle {
     name,
     generation: lib.generation,
   });
-  return new FfiVm(lib, ctx, name);
+  return new FfiVm(lib, ctx, name, writable);
 }
 
 class FfiVm implements VmHandle {
@@ -63,6 +66,7 @@ class FfiVm implements VmHandle {
   #vcpus = new Map<number, Deno.PointerObject>();
   #mapped: MappedRange[] | undefined;
   #ranges: MemoryRange[] | undefined;
+  readonly #writable: boolean;
 
   // Reused out-buffers.
   #u64 = new BigUint64Array(1);
@@ -74,10 +78,11 @@ class FfiVm implements VmHandle {
   #paging = new Uint8Array(GUEST_PAGING_BYTES);
   #pagingView = new DataView(this.#paging.buffer);
 
-  constructor(lib: LoadedLibrary, ctx: Deno.PointerObject, name: string) {
+  constructor(lib: LoadedLibrary, ctx: Deno.PointerObject, name: string, writable: boolean) {
     this.#lib = lib;
     this.#ctx = ctx;
     this.name = name;
+    this.#writable = writable;
   }
 
   get #c(): Deno.PointerObject {
@@ -219,7 +224,7 @@ class FfiVm implements VmHandle {
       // Only system memory maps through the VM's device fd (other segments have their own
       // devices); try it anyway and record what worked.
       try {
-        mapped.push(MappedRange.map(fd, range.gpa, range.length));
+        mapped.push(MappedRange.map(fd, range.gpa, range.length, this.#writable));
         range.readable = true;
       } catch (error) {
         log.debug("cannot map {segment} at {gpa}: {error}", {
@@ -247,12 +252,30 @@ class FfiVm implements VmHandle {
   }
 
   readRam(gpa: bigint, into: Uint8Array): void {
+    this.#rangeOf(gpa, into.length).read(gpa, into);
+  }
+
+  writeRam(gpa: bigint, from: Uint8Array): void {
+    this.#rangeOf(gpa, from.length).write(gpa, from);
+  }
+
+  #rangeOf(gpa: bigint, length: number): MappedRange {
     if (this.#mapped === undefined) this.memoryRanges();
-    const range = this.#mapped!.find((r) => r.contains(gpa, into.length));
+    const range = this.#mapped!.find((r) => r.contains(gpa, length));
     if (range === undefined) {
-      throw new RangeError(`${hex(gpa)} (+${into.length}) is not inside one mapped RAM range`);
+      throw new RangeError(`${hex(gpa)} (+${length}) is not inside one mapped RAM range`);
     }
-    range.read(gpa, into);
+    return range;
+  }
+
+  setRegister(vcpu: number, reg: number, value: bigint): void {
+    const l = this.#lib;
+    const rc = l.generation === "0200"
+      ? l.symbols.vm_set_register(this.#vcpu(vcpu), reg, value)
+      : l.symbols.vm_set_register(this.#c, vcpu, reg, value);
+    if (rc !== 0) {
+      throw lastError("vm_set_register", `vCPU ${vcpu}, ${regName(reg)}, ${hex(value)}`);
+    }
   }
 
   ramImage(): RamImage {

@@ -8,7 +8,7 @@ import type { PacketWriter } from "./framing.ts";
 import type { ErrorStyle } from "./packets/error.ts";
 import type { ClientFeatures } from "./packets/supported.ts";
 import type { ThreadId } from "./packets/thread_id.ts";
-import type { DebugTarget, RegisterInfo, StopEvent } from "./target.ts";
+import type { Breakpoint, DebugTarget, RegisterInfo, StopEvent } from "./target.ts";
 
 /** Per-connection protocol state, changed by handshake packets. */
 export interface SessionState {
@@ -30,6 +30,18 @@ export interface SessionState {
   lastStop: StopEvent;
   /** Where qsThreadInfo continues. */
   threadCursor: number;
+  /**
+   * Breakpoints and watchpoints the client inserted that the target cannot honour, by packet
+   * (`Z0,addr,kind`): accepted so that the client goes on to resume, where the refusal can
+   * be shown in words (gdb 13 and lldb 14 drop the text of an error reply to `Z`).
+   */
+  unarmed: Map<string, Breakpoint>;
+  /**
+   * `monitor breakpoints ignore`: continues run past unarmed breakpoints (with a note) instead
+   * of being refused, for breakpoints a user cannot delete (gdb's internal ones, such as the
+   * one Linux's `lx-symbols` sets).
+   */
+  ignoreUnarmed: boolean;
 }
 
 /** What a handler asks the session to do after it returns. */
@@ -66,8 +78,14 @@ export interface Context {
   thread(explicit?: ThreadId): number;
   /** The stop reply for `event` with this client's options (and lldb's stop description). */
   stopReply(event: StopEvent, description?: string): string;
-  /** Resumes the target; the session reports the next stop. */
-  resume(): Promise<void>;
+  /** Records `event` as the current stop (what `?` reports) and forgets the Hg thread. */
+  noteStop(event: StopEvent): void;
+  /** Resumes `threads` (all when undefined); the session reports the next stop. */
+  resume(threads?: readonly number[]): Promise<void>;
+  /** Starts a step of `thread` through the target's `step`; the session reports the stop. */
+  step(thread: number): void;
+  /** Whether a Ctrl-C came while nothing ran, just before this resume packet (and forgets it). */
+  takeInterrupt(): boolean;
   /** Stops the (stopped) target again, e.g. for `vCont;t`, and returns the stop event. */
   stop(signal: number): Promise<StopEvent>;
   /** While running: stops the target; the session sends the stop reply with `signal`. */

@@ -44,8 +44,8 @@ const TABLE: readonly Entry[] = [
   // Registers and memory.
   { prefix: "g", handler: data.readAllRegisters },
   { prefix: "p", handler: data.readOneRegister },
-  { prefix: "G", handler: data.writeRegisters },
-  { prefix: "P", handler: data.writeRegisters },
+  { prefix: "G", handler: data.writeAllRegisters },
+  { prefix: "P", handler: data.writeOneRegister },
   { prefix: "m", handler: data.readMemory },
   { prefix: "x", handler: data.readMemory },
   { prefix: "M", handler: data.writeMemory },

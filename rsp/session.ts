@@ -12,7 +12,7 @@ import { lookup } from "./dispatch.ts";
 import { type FrameEvent, PacketDecoder, PacketWriter } from "./framing.ts";
 import { latin1 } from "./hex.ts";
 import { ErrorCode, formatError } from "./packets/error.ts";
-import { formatStopReply, Signal, type StopReplyOptions } from "./packets/stop_reply.ts";
+import { formatStopReply, Signal, signalOf, type StopReplyOptions } from "./packets/stop_reply.ts";
 import { ALL_THREADS, ANY_THREAD } from "./packets/thread_id.ts";
 import { registersByNumber } from "./target_xml.ts";
 import {
@@ -22,6 +22,7 @@ import {
   TargetError,
   TargetGoneError,
 } from "./target.ts";
+import { pendingInterrupt } from "./pending_interrupt.ts";
 
 const log = getLogger(["bhyve-gdbstub", "rsp"]);
 
@@ -106,6 +107,8 @@ interface Running {
   controller: AbortController;
   /** The signal of the stop reply once interrupted (SIGINT for Ctrl-C, 0 for vCont;t). */
   signal: number;
+  /** The thread an interrupt's stop reply names: the one that runs, or the one gdb was on. */
+  thread: number;
   /** Set when the session ends or detaches: stop waiting and report nothing. */
   quiet: boolean;
   task: Promise<void>;
@@ -153,6 +156,8 @@ export class Session {
   #running: Running | undefined;
   #closing = false;
   #detached = false;
+  /** Ctrl-C that arrived while nothing ran (see {@link pendingInterrupt}). */
+  readonly #ctrlC = pendingInterrupt();
 
   constructor(target: DebugTarget, conn: Connection, options: SessionOptions = {}) {
     this.#target = target;
@@ -176,6 +181,8 @@ export class Session {
       continueThread: ANY_THREAD,
       lastStop: { kind: "stopped", thread: 1, signal: Signal.trap },
       threadCursor: 0,
+      unarmed: new Map(),
+      ignoreUnarmed: false,
     };
     this.#context = this.#makeContext();
   }
@@ -183,7 +190,12 @@ export class Session {
   /** Attaches, serves the connection until it ends, then detaches. Never rejects. */
   async run(): Promise<void> {
     try {
-      this.#state.lastStop = await this.#target.stop();
+      const event = await this.#target.stop();
+      // The attach is reported as SIGTRAP whatever came before it (`w` mode holds the VM
+      // before the debugger connects): later stops report what happened to them.
+      this.#state.lastStop = event.kind === "stopped"
+        ? { kind: "stopped", thread: event.thread, signal: Signal.trap }
+        : event;
       log.info("{peer} attached", { peer: this.#peer });
     } catch (error) {
       if (!(error instanceof TargetGoneError)) {
@@ -244,7 +256,7 @@ export class Session {
       case "interrupt":
         this.#trace("<-", "\x03");
         if (this.#running !== undefined) this.#interrupt(Signal.interrupt);
-        else log.debug("Ctrl-C while stopped: ignored");
+        else this.#ctrlC.note();
         return;
       case "oversize":
         log.warn("{peer} sent a packet of {length} bytes, more than PacketSize", {
@@ -289,6 +301,7 @@ export class Session {
 
   async #handle(body: string): Promise<void> {
     this.#trace("<-", body);
+    this.#ctrlC.seen(body);
     const found = lookup(body);
     this.#writer.begin();
     let outcome: Outcome | void;
@@ -335,16 +348,37 @@ export class Session {
 
   // ---- run control -------------------------------------------------------------------
 
-  async #resume(): Promise<void> {
-    await this.#target.resume();
+  async #resume(threads?: readonly number[]): Promise<void> {
+    await (threads === undefined ? this.#target.resume() : this.#target.resume(threads));
+    const running = this.#newRunning(threads?.[0] ?? this.#currentThread());
+    running.task = this.#watch(running);
+  }
+
+  /** Runs one instruction of `thread` as a run of its own, so Ctrl-C and detach reach it. */
+  #step(thread: number): void {
+    const step = this.#target.step;
+    if (step === undefined) throw new Error("the target cannot step");
+    const running = this.#newRunning(thread);
+    running.task = this.#watch(running, (signal) => step.call(this.#target, thread, signal));
+  }
+
+  #newRunning(thread: number): Running {
     const running: Running = {
       controller: new AbortController(),
       signal: Signal.interrupt,
+      thread,
       quiet: false,
       task: Promise.resolve(),
     };
     this.#running = running;
-    running.task = this.#watch(running);
+    return running;
+  }
+
+  /** The thread gdb was on: the one it asked to resume (Hc), else that of the last stop. */
+  #currentThread(): number {
+    const { continueThread, lastStop } = this.#state;
+    if (continueThread > 0) return continueThread;
+    return lastStop.kind === "stopped" ? lastStop.thread : (this.#target.threads()[0]?.id ?? 1);
   }
 
   #interrupt(signal: number): void {
@@ -354,16 +388,22 @@ export class Session {
     running.controller.abort();
   }
 
-  async #watch(running: Running): Promise<void> {
+  async #watch(
+    running: Running,
+    wait = (signal: AbortSignal) => this.#target.waitForStop(signal),
+  ): Promise<void> {
     let event: StopEvent;
     try {
-      event = await this.#target.waitForStop(running.controller.signal);
+      event = await wait(running.controller.signal);
     } catch (error) {
       if (running.quiet) return;
       if (!running.controller.signal.aborted) return this.#runFailed(running, error);
       try {
         event = await this.#target.stop();
-        if (event.kind === "stopped") event = { ...event, signal: running.signal };
+        if (event.kind === "stopped") {
+          const reason = running.signal === Signal.interrupt ? { type: "interrupt" as const } : {};
+          event = { kind: "stopped", thread: running.thread, signal: running.signal, ...reason };
+        }
       } catch (stopError) {
         return this.#runFailed(running, stopError);
       }
@@ -391,8 +431,9 @@ export class Session {
     try {
       this.#noteStop(event);
       if (event.kind === "exited") await this.#console(`${event.message}\n`);
+      else if (event.console !== undefined) await this.#console(event.console);
       const writer = new PacketWriter(64);
-      writer.begin().text(this.#stopReply(event));
+      writer.begin().text(this.#stopReply(this.#state.lastStop));
       await this.#send(writer);
     } catch (error) {
       log.warn("cannot report the stop: {error}", { error: errorMessage(error) });
@@ -401,6 +442,10 @@ export class Session {
   }
 
   #noteStop(event: StopEvent): void {
+    // The signal follows what happened, whatever the target put there.
+    if (event.kind === "stopped" && event.reason !== undefined) {
+      event = { ...event, signal: signalOf(event.reason) };
+    }
     this.#state.lastStop = event;
     this.#state.selectedThread = ANY_THREAD;
   }
@@ -529,10 +574,15 @@ export class Session {
         return stop.kind === "stopped" ? stop.thread : (this.#target.threads()[0]?.id ?? 1);
       },
       stopReply: (event, description) => this.#stopReply(event, description),
-      resume: () => this.#resume(),
+      noteStop: (event) => this.#noteStop(event),
+      resume: (threads) => this.#resume(threads),
+      step: (thread) => this.#step(thread),
+      takeInterrupt: () => this.#ctrlC.take(),
       stop: async (signal) => {
         const event = await this.#target.stop();
-        const reported: StopEvent = event.kind === "stopped" ? { ...event, signal } : event;
+        const reported: StopEvent = event.kind === "stopped"
+          ? { kind: "stopped", thread: event.thread, signal }
+          : event;
         this.#noteStop(reported);
         return reported;
       },

@@ -94,3 +94,10 @@ Deno.test("--help reads like a finished tool's", async () => {
     assert.ok(text.includes(part), `help mentions ${part}`);
   }
 });
+
+Deno.test("--allow-write is off unless given", () => {
+  const off = parseCommandLine(["--vm", "a", "-G", "1"], noEnv);
+  assert.ok(off.kind === "run" && off.options.allowWrite === undefined);
+  const on = parseCommandLine(["--vm", "a", "-G", "1", "--allow-write"], noEnv);
+  assert.ok(on.kind === "run" && on.options.allowWrite === true);
+});

@@ -9,12 +9,14 @@
 import type { EmuBreakpoint, RunResult } from "../emu/emulator.ts";
 import type { Breakpoint, StopEvent, StopReason } from "../rsp/target.ts";
 import { TargetError } from "../rsp/target.ts";
-import { describeStop, Emulation, type EmulatorFactory, type GuestWriter } from "./emulation.ts";
+import { type CommitPaths, describeStop, Emulation, type EmulatorFactory } from "./emulation.ts";
 import type { VmHandle } from "./vmmapi.ts";
 
-/** SIGTRAP: every emulated stop but Ctrl-C. */
+/** The stop's signal (rsp/packets/stop_reply.ts signalOf): SIGTRAP for a step or a hit,
+ * SIGINT for Ctrl-C, none for a refusal (so gdb's stepping ends there). */
 const SIGTRAP = 5;
 const SIGINT = 2;
+const NO_SIGNAL = 0;
 const EINVAL = 22;
 
 /** How long an emulated `continue` may run before it gives up (defaults). */
@@ -29,7 +31,7 @@ export interface EmulationSetup {
   /** The loaded emulator library, or why it could not be loaded (with how to get it). */
   factory: EmulatorFactory | string;
   /** The guest write paths; undefined when the server was started without --allow-write. */
-  writer?: GuestWriter;
+  writer?: CommitPaths;
   budget?: Budget;
 }
 
@@ -100,7 +102,7 @@ export class EmulatedControl {
       interrupted: () => this.#interrupted,
     }).then((result) => {
       if (result.stop.kind === "budget") {
-        return stopEvent(
+        const event = stopEvent(
           thread,
           result,
           {
@@ -114,6 +116,7 @@ export class EmulatedControl {
           } ran out. Continue again to go on emulating, or delete the breakpoints to run ` +
             `natively (where breakpoints are not honoured). "monitor budget" changes the budget.\n`,
         );
+        return event.kind === "stopped" ? { ...event, signal: NO_SIGNAL } : event;
       }
       return stopEvent(thread, result, { type: "step" });
     });
@@ -220,6 +223,7 @@ function stopEvent(
         signal = SIGINT;
       } else {
         reason = { type: "refused", message: stop.message };
+        signal = NO_SIGNAL;
         text = `Emulation stopped after ${result.executed} instructions: ${describeStop(result)}\n`;
       }
       break;

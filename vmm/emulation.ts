@@ -17,7 +17,9 @@ import type {
   SegmentName,
 } from "../emu/emulator.ts";
 import { SCALARS, SEGMENTS } from "../emu/emulator.ts";
+import { encodeRegister, REGISTERS } from "./registers.ts";
 import { type VmHandle, VmmError, VmReg } from "./vmmapi.ts";
+import type { GuestWriter } from "./write/mod.ts";
 
 /** The emulator library as vmm/ sees it (ffi/ implements it over libunicorn). */
 export interface EmulatorFactory {
@@ -26,11 +28,35 @@ export interface EmulatorFactory {
 }
 
 /** Where a run's results go: the guest write paths (vm_set_register, guest RAM). */
-export interface GuestWriter {
+export interface CommitPaths {
   /** vm_set_register; RIP also moves vmm's nextrip, so the vCPU resumes there. */
   setRegister(vcpu: number, reg: number, value: bigint): void;
   /** Writes guest RAM at a guest-physical address. */
   writePhysical(gpa: bigint, bytes: Uint8Array): void;
+}
+
+/**
+ * The commit paths over the one guest write path (vmm/write/): registers of the register
+ * table through its writeRegister, memory by guest-physical address through its writeMemory.
+ * Segment bases (FS_BASE, GS_BASE, KGS_BASE, FreeBSD 15) have no row of their own there and go
+ * to vm_set_register directly.
+ */
+export function commitPaths(vm: VmHandle, writer: GuestWriter): CommitPaths {
+  return {
+    setRegister(vcpu, reg, value) {
+      const def = REGISTERS.find((d) => d.source.kind === "vmm" && d.source.id === reg);
+      if (def !== undefined) {
+        writer.writeRegister(vcpu, def, encodeRegister(def.bitsize, value));
+      } else if (vm.setRegister !== undefined) {
+        vm.setRegister(vcpu, reg, value);
+      } else {
+        throw new Error(`register ${reg} cannot be written: the VM was opened read-only`);
+      }
+    },
+    writePhysical(gpa, bytes) {
+      writer.writeMemory(0, undefined, gpa, bytes);
+    },
+  };
 }
 
 /** vm_reg_name of each scalar of the emulator's state. */
@@ -118,7 +144,7 @@ export function captureState(vm: VmHandle, vcpu: number): CpuState {
  * resumes after everything else is in place). Returns the names of what was written.
  */
 export function commitRun(
-  writer: GuestWriter,
+  writer: CommitPaths,
   vcpu: number,
   before: CpuState,
   result: RunResult,
@@ -164,12 +190,12 @@ export interface RunSummary {
 export class Emulation {
   #vm: VmHandle;
   #factory: EmulatorFactory;
-  #writer: GuestWriter;
+  #writer: CommitPaths;
   #image: RamImage | undefined;
   #emulator: Emulator | undefined;
   last: RunSummary | undefined;
 
-  constructor(vm: VmHandle, factory: EmulatorFactory, writer: GuestWriter) {
+  constructor(vm: VmHandle, factory: EmulatorFactory, writer: CommitPaths) {
     this.#vm = vm;
     this.#factory = factory;
     this.#writer = writer;

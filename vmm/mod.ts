@@ -26,7 +26,7 @@ const log = getLogger(["bhyve-gdbstub", "vmm"]);
 
 /** Opens VM `name` and wraps it as a DebugTarget (not yet stopped). Throws VmmError. */
 export function openTarget(api: Vmmapi, name: string, options: VmTargetOptions = {}): VmTarget {
-  return new VmTarget(api.open(name), options);
+  return new VmTarget(api.open(name, { writable: options.allowWrite ?? false }), options);
 }
 
 /** Options for {@link waitForVm} and {@link waitAndHold}. */
@@ -48,7 +48,7 @@ export async function waitForVm(
   for (;;) {
     options.signal?.throwIfAborted();
     try {
-      return api.open(name);
+      return api.open(name, { writable: options.allowWrite ?? false });
     } catch (error) {
       if (!(error instanceof VmmError) || error.code !== "ENOENT") throw error;
       if (!logged) log.debug("waiting for VM {name} to appear", { name });

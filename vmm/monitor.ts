@@ -42,6 +42,8 @@ export const HELP_TEXT = `bhyve-gdbstub monitor commands:
   memmap          the guest-physical map: RAM ranges, holes, in-kernel devices
   phys on|off     read memory by guest-physical (on) or guest-virtual (off) address
   lapic           the selected vCPU's local APIC registers (through kernemu)
+  breakpoints ignore|refuse
+                  whether continue runs past breakpoints the VM cannot honour
   emulation       emulated execution: available or why not, its budget, what the last run did
   budget [N] [MS] the budget of an emulated continue: N instructions, MS milliseconds of wall time
 `;

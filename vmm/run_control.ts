@@ -37,6 +37,8 @@ export class RunControl {
   #bhyves = new Set<number>();
   /** Ours, released but not resumed (vm_resume_cpu failed): retried until they run. */
   #stranded = new Set<number>();
+  /** Ours, let run while the rest stays held (a per-thread resume): the poll leaves them be. */
+  #free = new Set<number>();
 
   constructor(vm: VmHandle) {
     this.#vm = vm;
@@ -45,6 +47,11 @@ export class RunControl {
   /** Whether the VM is held (between {@link hold} and {@link release}). */
   get held(): boolean {
     return this.#held;
+  }
+
+  /** vCPUs let run while the VM is otherwise held ({@link release} with a list). */
+  get free(): ReadonlySet<number> {
+    return this.#free;
   }
 
   /** vCPUs this debugger suspended and will resume. */
@@ -67,6 +74,7 @@ export class RunControl {
 
   /** How `vcpu` stands now, as far as this debugger knows. */
   state(vcpu: number, active: readonly number[]): VcpuHold {
+    if (this.#free.has(vcpu)) return "running";
     if (this.#mine.has(vcpu)) return "held by debugger";
     if (this.#bhyves.has(vcpu)) return "held by bhyve";
     return active.includes(vcpu) ? "running" : "inactive";
@@ -77,7 +85,11 @@ export class RunControl {
    * Holding an already-held VM just polls.
    */
   hold(): number[] {
-    if (this.#held) return this.poll().suspended;
+    if (this.#held) {
+      // Take back what a per-thread resume let run.
+      this.#free.clear();
+      return this.poll().suspended;
+    }
     const debug = new Set(this.#vm.debugCpus());
     const active = this.#vm.activeCpus();
     this.#held = true;
@@ -117,7 +129,7 @@ export class RunControl {
       }
     }
     for (const vcpu of active) {
-      if (this.#bhyves.has(vcpu)) continue;
+      if (this.#bhyves.has(vcpu) || this.#free.has(vcpu)) continue;
       if (this.#mine.has(vcpu)) {
         if (!debug.has(vcpu) && this.#suspend(vcpu)) result.suspended.push(vcpu);
       } else if (debug.has(vcpu)) {
@@ -139,9 +151,13 @@ export class RunControl {
   /**
    * Looks once more (so an AP bhyve released meanwhile runs too), then resumes exactly the
    * vCPUs this debugger suspended. bhyve's stay in the debug set.
+   *
+   * With `only`, resumes just those (of ours) and keeps the VM held otherwise: the poll leaves
+   * them running, and the next {@link hold} suspends them again.
    */
-  release(): number[] {
+  release(only?: readonly number[]): number[] {
     if (!this.#held) return [];
+    if (only !== undefined) return this.#releaseSome(only);
     try {
       this.poll();
     } catch (error) {
@@ -161,7 +177,25 @@ export class RunControl {
     });
     this.#mine.clear();
     this.#bhyves.clear();
+    this.#free.clear();
     this.#held = false;
+    return resumed;
+  }
+
+  #releaseSome(only: readonly number[]): number[] {
+    const resumed: number[] = [];
+    for (const vcpu of only) {
+      if (!this.#mine.has(vcpu)) continue; // bhyve's stays bhyve's
+      if (this.#resume(vcpu) || this.#resume(vcpu)) {
+        this.#mine.delete(vcpu);
+        this.#free.add(vcpu);
+        resumed.push(vcpu);
+      }
+    }
+    log.debug("released vCPUs {resumed} of VM {name}; the others stay held", {
+      resumed,
+      name: this.#vm.name,
+    });
     return resumed;
   }
 
@@ -194,6 +228,7 @@ export class RunControl {
 
   /** Forgets everything without a call (the VM is gone). */
   abandon(): void {
+    this.#free.clear();
     this.#mine.clear();
     this.#bhyves.clear();
     this.#stranded.clear();

@@ -25,6 +25,8 @@ import { RegisterReader, type RegisterValues } from "./register_reader.ts";
 import { REGISTERS, targetDescription } from "./registers.ts";
 import { RunControl } from "./run_control.ts";
 import { EmulatedControl, type EmulationSetup } from "./emulated_control.ts";
+import { commitPaths } from "./emulation.ts";
+import { GuestWriter } from "./write/mod.ts";
 import { isGone, type VmHandle, VmmError, VmReg } from "./vmmapi.ts";
 
 const log = getLogger(["bhyve-gdbstub", "vmm"]);
@@ -33,9 +35,8 @@ const log = getLogger(["bhyve-gdbstub", "vmm"]);
 export const ESRCH = 3;
 /** EIO: the Enn code when a failed call carries no errno. */
 export const EIO = 5;
-/** SIGTRAP for the first stop (attach), SIGINT for later ones (Ctrl-C). */
+/** The signal of a stop: the session replaces it with what happened (attach, Ctrl-C ...). */
 export const SIGTRAP = 5;
-export const SIGINT = 2;
 
 /** Timing knobs (tests shorten them). */
 export interface VmTargetOptions {
@@ -45,20 +46,29 @@ export interface VmTargetOptions {
   runningPollMs?: number;
   /** Emulated stepping and breakpoints: the emulator library and the guest write paths. */
   emulation?: EmulationSetup;
+  /**
+   * `--allow-write`: memory and register writes reach the guest (the VM must have been opened
+   * writable for memory). Off by default: nothing is ever written to the guest.
+   */
+  allowWrite?: boolean;
 }
 
-const UNSUPPORTED: Record<Capability, string> = {
+/** Why each capability is missing on a VM, in the words the user sees. */
+export const UNSUPPORTED: Readonly<Record<Capability, string>> = {
   "step": "Single-step is not available: bhyve-gdbstub runs outside bhyve, and a stock bhyve " +
     "continues the MTRAP exit instead of stopping (use bhyve's own -G to step).",
   "breakpoint": "Breakpoints are not available: bhyve-gdbstub runs outside bhyve. With " +
     "BPT_EXIT enabled, bhyve aborts the whole VM on a breakpoint exit it did not expect; " +
-    "without it, the int3 goes to the guest. Hardware breakpoints' #DB likewise goes to the " +
+    "without it, the int3 goes to the guest. Hardware breakpoints' debug exceptions likewise go to the " +
     "guest or to bhyve's own thread (use bhyve's own -G for breakpoints).",
-  "write-memory": "Writing guest memory is not available: bhyve-gdbstub never writes to the " +
-    "guest (read-only by design; guest RAM is mapped read-only).",
-  "write-register": "Writing registers is not available: bhyve-gdbstub never writes to the " +
-    "guest (read-only by design).",
+  "write-memory": "Writing guest memory is not available: bhyve-gdbstub was started without " +
+    "--allow-write, so it never writes to the guest.",
+  "write-register": "Writing registers is not available: bhyve-gdbstub was started without " +
+    "--allow-write, so it never writes to the guest.",
 };
+
+/** The write capabilities, which `--allow-write` turns on. */
+const WRITES: ReadonlySet<Capability> = new Set(["write-memory", "write-register"]);
 
 /** The VM model behind a debugger session. */
 export class VmTarget implements DebugTarget {
@@ -68,6 +78,8 @@ export class VmTarget implements DebugTarget {
   readonly control: RunControl;
   /** Stepping, breakpoints and watchpoints by emulation (vmm/emulated_control.ts). */
   readonly emulated: EmulatedControl;
+  readonly writer: GuestWriter;
+  readonly allowWrite: boolean;
   /** Whether readMemory takes guest-physical addresses (`monitor phys on`). */
   physicalMode = false;
 
@@ -77,7 +89,6 @@ export class VmTarget implements DebugTarget {
   /** Retries the resume of stranded vCPUs (see {@link RunControl.stranded}). */
   #retry: ReturnType<typeof setTimeout> | undefined;
   #gone: string | undefined;
-  #stops = 0;
   /** The thread of the last stop: what a `continue` without a thread list emulates. */
   #lastThread = 1;
   #active: number[] | undefined;
@@ -89,10 +100,12 @@ export class VmTarget implements DebugTarget {
     this.memory = new GuestMemory(vm);
     this.registers = new RegisterReader(vm);
     this.control = new RunControl(vm);
-    this.emulated = new EmulatedControl(
-      vm,
-      options.emulation ?? { factory: "No emulator library was configured." },
-    );
+    this.writer = new GuestWriter(vm, this.memory);
+    this.allowWrite = options.allowWrite ?? false;
+    this.emulated = new EmulatedControl(vm, {
+      ...(options.emulation ?? { factory: "No emulator library was configured." }),
+      ...(this.allowWrite ? { writer: commitPaths(vm, this.writer) } : {}),
+    });
     this.#heldPollMs = options.heldPollMs ?? 75;
     this.#runningPollMs = options.runningPollMs ?? 250;
   }
@@ -197,10 +210,7 @@ export class VmTarget implements DebugTarget {
     });
   }
 
-  /**
-   * Stops every vCPU (attach, Ctrl-C); a debugger's first stop (its attach) reports SIGTRAP,
-   * later ones SIGINT.
-   */
+  /** Stops every vCPU (attach, Ctrl-C, or after a run of some of them). */
   async stop(): Promise<StopEvent> {
     await this.emulated.halt(); // an emulated continue commits before anything is read
     return await this.#stopNow();
@@ -237,9 +247,13 @@ export class VmTarget implements DebugTarget {
     this.#invalidate();
     this.#startHeldPoll();
     const active = this.activeCpus();
-    const signal = this.#stops++ === 0 ? SIGTRAP : SIGINT;
     this.#lastThread = (active[0] ?? 0) + 1;
-    return Promise.resolve({ kind: "stopped", thread: this.#lastThread, signal });
+    return Promise.resolve({
+      kind: "stopped",
+      thread: this.#lastThread,
+      signal: SIGTRAP,
+      reason: { type: "interrupt" },
+    });
   }
 
   /** One instruction of `thread`, emulated; the other vCPUs stay held. */
@@ -266,9 +280,13 @@ export class VmTarget implements DebugTarget {
     this.#invalidate([vcpu]);
   }
 
+  /**
+   * Lets `threads` run (all when undefined). The others stay held: gdb's scheduler-locking
+   * (`vCont;c:2`) runs one vCPU, as QEMU's gdbstub does. With breakpoints or watchpoints set
+   * (and emulation available), one vCPU runs in the emulator instead, every vCPU held.
+   */
   resume(threads?: readonly number[]): Promise<void> {
     if (this.emulated.emulatesContinue() && this.control.held) {
-      // Breakpoints are honoured only in an emulated run: the vCPUs stay held.
       try {
         const thread = threads?.[0] ?? this.#lastThread;
         this.emulated.start(this.vcpuOf(thread), thread);
@@ -278,11 +296,21 @@ export class VmTarget implements DebugTarget {
       return Promise.resolve();
     }
     this.emulated.forget(); // guest RAM changes while the VM runs natively
-    this.#stopTimer();
-    this.#invalidate();
     if (this.#gone !== undefined) return Promise.reject(new TargetGoneError(this.#gone));
+    let vcpus: number[] | undefined;
     try {
-      this.#guard(() => this.control.release());
+      vcpus = threads?.map((thread) => this.vcpuOf(thread));
+      if (vcpus !== undefined && !vcpus.some((vcpu) => this.control.mine.has(vcpu))) {
+        throw new TargetError(
+          `Nothing to run: ${
+            vcpus.map((v) => `vCPU ${v} is ${this.control.state(v, this.activeCpus())}`).join(", ")
+          } (bhyve starts an AP itself, on its SIPI)`,
+          16,
+        );
+      }
+      if (vcpus === undefined) this.#stopTimer();
+      this.#invalidate();
+      this.#guard(() => this.control.release(vcpus));
     } catch (error) {
       return Promise.reject(error);
     }
@@ -296,7 +324,6 @@ export class VmTarget implements DebugTarget {
         if (event.kind === "stopped") {
           this.#afterEmulation(event.thread - 1);
           this.#lastThread = event.thread;
-          if (event.reason?.type === "interrupt") this.#stops++;
         }
         return event;
       }).catch((error) => {
@@ -331,7 +358,6 @@ export class VmTarget implements DebugTarget {
 
   async detach(): Promise<void> {
     await this.emulated.halt();
-    this.#stops = 0; // the next debugger's attach is a first stop again
     if (this.#gone !== undefined) {
       this.#stopTimer();
       return;
@@ -351,7 +377,42 @@ export class VmTarget implements DebugTarget {
       return `${what} by emulation from outside bhyve (native ones cannot: bhyve's own thread ` +
         `takes MTRAP, #DB and breakpoint exits), and emulation is unavailable: ${why}`;
     }
+    if (this.allowWrite && WRITES.has(capability)) return undefined;
     return UNSUPPORTED[capability];
+  }
+
+  writeMemory(thread: number, address: bigint, data: Uint8Array): void {
+    const vcpu = this.#writable(thread, "write-memory");
+    try {
+      this.#guard(() => {
+        const paging = this.physicalMode ? undefined : this.pagingState(vcpu).paging;
+        this.writer.writeMemory(vcpu, paging, address, data);
+      });
+    } finally {
+      this.#invalidate(); // page tables may have changed, and with them any translation
+    }
+  }
+
+  writeRegister(thread: number, regnum: number, value: Uint8Array): void {
+    const vcpu = this.#writable(thread, "write-register");
+    const def = REGISTERS[regnum];
+    if (def === undefined) throw new TargetError(`No register number ${regnum}`, EIO);
+    try {
+      this.#guard(() => this.writer.writeRegister(vcpu, def, value));
+    } finally {
+      this.#invalidate(); // CR0/CR3/CR4/EFER change translation; RIP, what gdb reads next
+    }
+  }
+
+  /** The vCPU of `thread` if writes are allowed and it is parked (no race with its own run). */
+  #writable(thread: number, capability: Capability): number {
+    const reason = this.unsupported(capability);
+    if (reason !== undefined) throw new TargetError(reason, 1);
+    const vcpu = this.vcpuOf(thread);
+    if (!this.control.held || this.control.free.has(vcpu)) {
+      throw new TargetError(`vCPU ${vcpu} is running: stop it before writing`, 16);
+    }
+    return vcpu;
   }
 
   monitor(command: string, thread: number): string {
@@ -424,7 +485,8 @@ export class VmTarget implements DebugTarget {
   }
 
   #cacheable(vcpu: number): boolean {
-    return this.control.held &&
+    // While some vCPUs run (a per-thread resume), shared memory and page tables may change.
+    return this.control.held && this.control.free.size === 0 &&
       (this.control.mine.has(vcpu) || this.control.bhyves.has(vcpu));
   }
 

@@ -133,13 +133,22 @@ export interface Topology {
 /** The libvmmapi API generation: 0103 (FreeBSD 13.x, .so.5) or 0200 (14.x and later, .so.6). */
 export type ApiGeneration = "0103" | "0200";
 
+/** How to open a VM. */
+export interface OpenOptions {
+  /** Map guest RAM read-write, for `--allow-write` (default: read-only). */
+  writable?: boolean;
+}
+
 /** A loaded libvmmapi. */
 export interface Vmmapi {
   readonly generation: ApiGeneration;
   /** The path or soname the library was loaded from. */
   readonly path: string;
-  /** vm_open: throws {@link VmmError} (ENOENT when no VM has that name). */
-  open(name: string): VmHandle;
+  /**
+   * vm_open: throws {@link VmmError} (ENOENT when no VM has that name). With `writable`, guest
+   * RAM is mapped read-write (as libvmmapi's vm_map_gpa does) and the handle can write.
+   */
+  open(name: string, options?: OpenOptions): VmHandle;
   /** Unloads the library; every handle must be closed first. */
   close(): void;
 }
@@ -176,6 +185,13 @@ export interface VmHandle {
    * guest's pages and keeps its own writes (emu/emulator.ts).
    */
   ramImage(): RamImage;
+  /**
+   * Copies `from` into RAM at `gpa` (one mapped range must hold it all). Absent, or throwing,
+   * unless the VM was opened writable.
+   */
+  writeRam?(gpa: bigint, from: Uint8Array): void;
+  /** vm_set_register. Setting RIP also moves vmm's nextrip: the vCPU resumes there. */
+  setRegister?(vcpu: number, reg: number, value: bigint): void;
   /** vm_readwrite_kernemu_device (read): an in-kernel device register. */
   readKernemu(vcpu: number, gpa: bigint, size: 1 | 2 | 4 | 8): bigint;
   /** vm_get_capability. */

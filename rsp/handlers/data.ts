@@ -1,12 +1,16 @@
 /**
- * Registers and memory: `g`, `p`, `m`, `x`, and the refused writes `G`, `P`, `M`, `X`.
+ * Registers and memory: `g`, `p`, `m`, `x`, and the writes `G`, `P`, `M`, `X` (refused unless
+ * the target writes: `--allow-write`).
  *
  * @module
  */
+import { getLogger } from "@logtape/logtape";
 import type { Context } from "../context.ts";
 import { ErrorCode } from "../packets/error.ts";
-import { clampRead, parseMemoryRead, parseMemoryWrite } from "../packets/memory.ts";
-import { parseReadAll, parseReadOne } from "../packets/registers.ts";
+import { clampRead, parseMemoryRead, parseMemoryWriteData } from "../packets/memory.ts";
+import { parseReadAll, parseReadOne, parseWriteAll, parseWriteOne } from "../packets/registers.ts";
+
+const log = getLogger(["bhyve-gdbstub", "rsp"]);
 
 const X_DIGITS = "x".repeat(256);
 
@@ -78,19 +82,75 @@ export function readMemory(ctx: Context, args: string, body: string): void {
   else ctx.reply.text("b").binary(bytes);
 }
 
-/** `M`, `X`: refused with the target's reason. */
+/**
+ * `M`, `X`: through the target when it writes (`--allow-write`); otherwise refused with its
+ * reason. gdb 13 shows the text of a `P`/`G` error but not of an `M`/`X` one ("Cannot access
+ * memory"); lldb shows both.
+ */
 export function writeMemory(ctx: Context, args: string, body: string): void {
-  if (parseMemoryWrite(args) === "malformed") return malformed(ctx, body);
-  refuse(ctx, "write-memory", "Writing memory is not supported");
+  const parsed = parseMemoryWriteData(args, body.startsWith("X"));
+  if (parsed === "malformed") return malformed(ctx, body);
+  const write = writable(ctx, "write-memory", ctx.target.writeMemory);
+  if (write === undefined) return;
+  // `X addr,0:` is gdb's probe for X support: it writes nothing.
+  if (parsed.data.length > 0) write.call(ctx.target, ctx.thread(), parsed.address, parsed.data);
+  ctx.reply.text("OK");
 }
 
-/** `G`, `P`: refused with the target's reason. */
-export function writeRegisters(ctx: Context): void {
-  refuse(ctx, "write-register", "Writing registers is not supported");
+/** `P n=value`: one register, through the target when it writes. */
+export function writeOneRegister(ctx: Context, args: string, body: string): void {
+  const parsed = parseWriteOne(args);
+  if (parsed === "malformed") return malformed(ctx, body);
+  const write = writable(ctx, "write-register", ctx.target.writeRegister);
+  if (write === undefined) return;
+  const reg = ctx.registers.get(parsed.regnum);
+  if (reg === undefined) {
+    ctx.error(ErrorCode.malformed, `No register number ${parsed.regnum}`, { gdbShowsText: true });
+    return;
+  }
+  write.call(ctx.target, ctx.thread(parsed.thread), reg.regnum, parsed.value);
+  ctx.reply.text("OK");
 }
 
-function refuse(ctx: Context, capability: "write-memory" | "write-register", fallback: string) {
-  ctx.error(ErrorCode.unsupported, ctx.target.unsupported(capability) ?? fallback, {
-    gdbShowsText: true,
-  });
+/**
+ * `G`: the `g` set, in its layout. Only registers whose bytes differ from what they hold now
+ * are written (gdb sends them all back after changing one), and `xx` means "leave it".
+ */
+export function writeAllRegisters(ctx: Context, args: string, body: string): void {
+  const parsed = parseWriteAll(args);
+  if (parsed === "malformed") return malformed(ctx, body);
+  const write = writable(ctx, "write-register", ctx.target.writeRegister);
+  if (write === undefined) return;
+  const thread = ctx.thread(parsed.thread);
+  const current = ctx.target.readRegisters(thread);
+  let at = 0;
+  for (const reg of ctx.gRegisters) {
+    const size = reg.bitsize / 8;
+    const sent = parsed.bytes.slice(at, at + size);
+    at += size;
+    if (sent.length < size || sent.some((b) => b === undefined)) continue;
+    const value = Uint8Array.from(sent as number[]);
+    const now = current[reg.regnum];
+    if (now !== undefined && now.every((b, i) => b === value[i])) continue;
+    write.call(ctx.target, thread, reg.regnum, value);
+  }
+  ctx.reply.text("OK");
+}
+
+/** The target's write method, or undefined after replying with why it cannot write. */
+function writable<F>(
+  ctx: Context,
+  capability: "write-memory" | "write-register",
+  method: F | undefined,
+): F | undefined {
+  const reason = ctx.target.unsupported(capability);
+  if (reason === undefined && method !== undefined) return method;
+  const fallback = capability === "write-memory"
+    ? "Writing memory is not supported"
+    : "Writing registers is not supported";
+  // gdb 13 and lldb 14 show no text for a refused memory write (and lldb none for a register
+  // write): say it where the user started us too.
+  log.warn("refused a write: {reason}", { reason: reason ?? fallback });
+  ctx.error(ErrorCode.unsupported, reason ?? fallback, { gdbShowsText: true });
+  return undefined;
 }

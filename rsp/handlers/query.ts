@@ -11,6 +11,7 @@ import { formatSupported, parseSupported } from "../packets/supported.ts";
 import { ALL_THREADS, ANY_THREAD, parseThreadId } from "../packets/thread_id.ts";
 import { parseXferRead, xferSlice } from "../packets/xfer.ts";
 import { targetXml } from "../target_xml.ts";
+import { breakpointsMonitor } from "./run.ts";
 
 /** `qSupported[:features]`. */
 export function supported(ctx: Context, args: string): void {
@@ -114,6 +115,11 @@ export function threadAlive(ctx: Context, args: string): void {
 
 /** `?`: why the target stopped (the attach stop, or the last one). */
 export async function haltReason(ctx: Context): Promise<Outcome> {
+  if (ctx.running) {
+    // All-stop: nothing stopped yet (the stop reply is still to come); say so, change nothing.
+    ctx.error(ErrorCode.unsupported, "The target is running: no stop to report yet");
+    return;
+  }
   const stop = ctx.state.lastStop;
   if (stop.kind === "exited") await ctx.console(`${stop.message}\n`);
   ctx.reply.text(ctx.stopReply(stop));
@@ -125,8 +131,14 @@ export async function haltReason(ctx: Context): Promise<Outcome> {
  * target the empty reply tells gdb the packet is unsupported.
  */
 export async function monitor(ctx: Context, args: string): Promise<Outcome> {
-  if (ctx.target.monitor === undefined) return;
   const command = hexToText(args);
+  const session = command === undefined ? undefined : breakpointsMonitor(ctx, command);
+  if (session !== undefined) {
+    await ctx.console(session);
+    ctx.reply.text("OK");
+    return;
+  }
+  if (ctx.target.monitor === undefined) return;
   if (command === undefined) {
     ctx.error(ErrorCode.malformed, "Malformed qRcmd: the command is not hex");
     return;

@@ -14,7 +14,8 @@ export type ErrorStyle = "code" | "dot-text" | "lldb-hex";
 
 /**
  * Formats an error reply. `code` goes in `Enn` (errno style, clamped to a byte). In the
- * `dot-text` dialect the text is kept to printable ASCII without framing characters.
+ * `dot-text` dialect the text is kept to printable ASCII without framing characters
+ * (see {@link dotText}).
  */
 export function formatError(code: number, message: string, style: ErrorStyle): string {
   const nn = hexInt(Math.max(1, Math.min(code, 0xff)), 2);
@@ -24,8 +25,18 @@ export function formatError(code: number, message: string, style: ErrorStyle): s
     case "lldb-hex":
       return `E${nn};${textToHex(message)}`;
     case "dot-text":
-      return `E.${message.replace(/[^\x20-\x7e]|[#$}*]/g, " ")}`;
+      return `E.${dotText(message)}`;
   }
+}
+
+/**
+ * `message` as gdb can show it after `E.`: printable ASCII only. gdb undoes neither `}`
+ * escapes nor anything else in an error reply and reads `*` as run-length encoding, so the
+ * framing characters cannot be sent at all: they are left out ("(#DB)" shows as "(DB)"),
+ * never turned into spaces or escapes that gdb would print as they are.
+ */
+export function dotText(message: string): string {
+  return message.replace(/[^\x20-\x7e]/g, " ").replace(/[#$}*]/g, "");
 }
 
 /** Error codes used where no TargetError supplies one. */

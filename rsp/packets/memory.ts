@@ -1,10 +1,10 @@
 /**
  * Memory packets: `m addr,length` (hex reply), `x addr,length` (binary reply), and the writes
- * `M addr,length:hex` / `X addr,length:binary`, recognised only to be refused.
+ * `M addr,length:hex` / `X addr,length:binary`.
  *
  * @module
  */
-import { parseHex64 } from "../hex.ts";
+import { fromHex, fromLatin1, parseHex64 } from "../hex.ts";
 
 /** A read request as sent; `length` may be anything the client typed, up to 2^64-1. */
 export interface MemoryRead {
@@ -27,6 +27,26 @@ export function parseMemoryWrite(args: string): MemoryRead | "malformed" {
   const colon = args.indexOf(":");
   if (colon < 0) return "malformed";
   return parseMemoryRead(args.slice(0, colon));
+}
+
+/** A write: where, and the bytes (hex-decoded for `M`, as sent for `X`). */
+export interface MemoryWrite {
+  address: bigint;
+  data: Uint8Array;
+}
+
+/**
+ * Parses `M addr,length:hex` or `X addr,length:binary` after the letter (the framing has
+ * already undone `X`'s escapes). The data must be exactly `length` bytes.
+ */
+export function parseMemoryWriteData(args: string, binary: boolean): MemoryWrite | "malformed" {
+  const header = parseMemoryWrite(args);
+  if (header === "malformed") return header;
+  const payload = args.slice(args.indexOf(":") + 1);
+  const data = binary ? fromLatin1(payload) : fromHex(payload);
+  if (data === undefined || BigInt(data.length) !== header.length) return "malformed";
+  if (header.address + header.length > ADDRESS_LIMIT) return "malformed";
+  return { address: header.address, data };
 }
 
 const ADDRESS_LIMIT = 1n << 64n;

@@ -5,15 +5,19 @@
  * @module
  */
 import { parseHex64, parseHexInt } from "../hex.ts";
-import { parseThreadId } from "./thread_id.ts";
+import { ALL_THREADS, ANY_THREAD, parseThreadId, type ThreadId } from "./thread_id.ts";
 
 /**
- * The effect of a resume packet in all-stop mode: every thread continues, or a step was
- * asked for (of some thread), or a stop (vCont;t). `address` is a "resume at" address.
+ * The effect of a resume packet in all-stop mode. `address` is a "resume at" address;
+ * `signal` a signal the client asks to deliver (absent or 0: none).
+ * - continue: `threads` run (gdb's scheduler-locking: `vCont;c:2`); undefined means all;
+ * - step: `thread` executes one instruction (undefined: the Hc thread); the others stay held
+ *   (in all-stop mode they would only run alongside it);
+ * - stop: `vCont;t`.
  */
 export type ResumeCommand =
-  | { kind: "continue"; address?: bigint }
-  | { kind: "step"; address?: bigint }
+  | { kind: "continue"; address?: bigint; signal?: number; threads?: number[] }
+  | { kind: "step"; address?: bigint; signal?: number; thread?: number }
   | { kind: "stop" };
 
 /** Parses a `c`, `C`, `s` or `S` body, letter included. */
@@ -22,37 +26,74 @@ export function parseResume(body: string): ResumeCommand | "malformed" {
   const args = body.slice(1);
   const kind = letter === "c" || letter === "C" ? "continue" : "step";
   let addressText = args;
+  let signal = 0;
   if (letter === "C" || letter === "S") {
-    const [signal, address] = args.split(";");
-    if (parseHexInt(signal ?? "") === undefined) return "malformed";
+    const [signalText, address] = args.split(";");
+    const parsed = parseHexInt(signalText ?? "");
+    if (parsed === undefined) return "malformed";
+    signal = parsed;
     addressText = address ?? "";
   }
-  if (addressText === "") return { kind };
+  const command: { kind: "continue" | "step"; address?: bigint; signal?: number } = { kind };
+  if (signal !== 0) command.signal = signal;
+  if (addressText === "") return command;
   const address = parseHex64(addressText);
-  return address === undefined ? "malformed" : { kind, address };
+  if (address === undefined) return "malformed";
+  command.address = address;
+  return command;
 }
 
 /**
- * Parses `vCont;...` (after `vCont`). In all-stop mode a step of any thread is a step (the
- * others would only run alongside it); otherwise any continue is a continue; all-`t` is a stop.
+ * Parses `vCont;...` (after `vCont`). A step of any thread makes it a step of that thread;
+ * otherwise the continue actions name the threads that run (all of them when one has no
+ * thread id or -1); all-`t` is a stop.
  */
 export function parseVCont(args: string): ResumeCommand | "malformed" {
   if (!args.startsWith(";")) return "malformed";
+  let step: { thread: ThreadId; signal: number } | undefined;
+  let all = false;
+  let signal = 0;
+  const threads: number[] = [];
   let sawContinue = false;
-  let sawStep = false;
   for (const action of args.slice(1).split(";")) {
-    const [verb = "", thread] = action.split(":");
-    if (thread !== undefined && parseThreadId(thread) === undefined) return "malformed";
+    const [verb = "", threadText] = action.split(":");
+    let thread: ThreadId = ALL_THREADS;
+    if (threadText !== undefined) {
+      const parsed = parseThreadId(threadText);
+      if (parsed === undefined) return "malformed";
+      thread = parsed;
+    }
     const letter = verb[0];
-    if (letter === "c" || letter === "C") sawContinue = true;
-    else if (letter === "s" || letter === "S" || letter === "r") sawStep = true;
-    else if (letter !== "t") return "malformed";
-    if ((letter === "C" || letter === "S") && parseHexInt(verb.slice(1)) === undefined) {
+    let actionSignal = 0;
+    if (letter === "C" || letter === "S") {
+      const parsed = parseHexInt(verb.slice(1));
+      if (parsed === undefined) return "malformed";
+      actionSignal = parsed;
+    } else if (verb.length !== 1) {
+      return "malformed";
+    }
+    if (letter === "c" || letter === "C") {
+      sawContinue = true;
+      if (thread === ALL_THREADS || thread === ANY_THREAD) all = true;
+      else if (!threads.includes(thread)) threads.push(thread);
+      signal ||= actionSignal;
+    } else if (letter === "s" || letter === "S" || letter === "r") {
+      step ??= { thread, signal: actionSignal };
+    } else if (letter !== "t") {
       return "malformed";
     }
   }
-  if (sawStep) return { kind: "step" };
-  return sawContinue ? { kind: "continue" } : { kind: "stop" };
+  if (step !== undefined) {
+    const command: ResumeCommand & { kind: "step" } = { kind: "step" };
+    if (step.thread > 0) command.thread = step.thread;
+    if (step.signal !== 0) command.signal = step.signal;
+    return command;
+  }
+  if (!sawContinue) return { kind: "stop" };
+  const command: ResumeCommand & { kind: "continue" } = { kind: "continue" };
+  if (!all) command.threads = threads;
+  if (signal !== 0) command.signal = signal;
+  return command;
 }
 
 /** The `vCont?` reply: c and C always (gdb uses vCont only if both are there), s/S if stepping works. */

@@ -95,6 +95,8 @@ export interface FakeOptions {
   /** When set, `step` is available (unsupported("step") is undefined). */
   canStep?: boolean;
   monitor?: boolean;
+  /** When set, memory and register writes work (as with `--allow-write`). */
+  allowWrite?: boolean;
 }
 
 /** The fake target; `calls` records run-control and memory calls in order. */
@@ -104,16 +106,29 @@ export class FakeTarget implements DebugTarget {
   readonly #description: TargetDescription;
   readonly #threadCount: number;
   readonly #canStep: boolean;
+  readonly #allowWrite: boolean;
+  /** Registers written, by thread and regnum: later reads return them. */
+  readonly written = new Map<string, Uint8Array>();
   #running = false;
   #gone = false;
   #wakeup: ((event: StopEvent) => void) | undefined;
   monitor?: (command: string, thread: number) => string;
+  step?: (thread: number, signal: AbortSignal) => Promise<StopEvent>;
 
   constructor(options: FakeOptions = {}) {
     this.#description = { architecture: "i386:x86-64", features: table() };
     this.#threadCount = options.threads ?? 2;
     this.#canStep = options.canStep ?? false;
+    if (this.#canStep) {
+      // One instruction: the thread stops at once, reporting a step.
+      this.step = (thread: number) => {
+        this.calls.push(`step ${thread}`);
+        this.#checkGone();
+        return Promise.resolve({ kind: "stopped", thread, signal: 5, reason: { type: "step" } });
+      };
+    }
     for (let i = 0; i < MEMORY_SIZE; i++) this.memory[i] = i & 0xff;
+    this.#allowWrite = options.allowWrite ?? false;
     if (options.monitor !== false) {
       this.monitor = (command: string, thread: number) => {
         if (command === "fail") throw new TargetError("monitor failed on purpose", 22);
@@ -150,6 +165,8 @@ export class FakeTarget implements DebugTarget {
       r.regnum === regnum
     );
     if (reg === undefined || reg.name === "cr8") return undefined;
+    const written = this.written.get(`${thread}:${regnum}`);
+    if (written !== undefined) return written.slice();
     const bytes = new Uint8Array(reg.bitsize / 8);
     const view = new DataView(bytes.buffer);
     if (reg.name === "rip") view.setBigUint64(0, 0x1000n + BigInt(thread) * 0x10n, true);
@@ -181,8 +198,8 @@ export class FakeTarget implements DebugTarget {
     return Promise.resolve({ kind: "stopped", thread: 1, signal: 5 });
   }
 
-  resume(): Promise<void> {
-    this.calls.push("resume");
+  resume(threads?: readonly number[]): Promise<void> {
+    this.calls.push(threads === undefined ? "resume" : `resume ${threads.join(",")}`);
     this.#checkGone();
     this.#running = true;
     return Promise.resolve();
@@ -218,10 +235,29 @@ export class FakeTarget implements DebugTarget {
       case "breakpoint":
         return "Breakpoints are not available: the fake has no breakpoint exits";
       case "write-memory":
-        return "Writing memory is not available: the fake is read-only";
+        return this.#allowWrite
+          ? undefined
+          : "Writing memory is not available: the fake is read-only";
       case "write-register":
-        return "Writing registers is not available: the fake is read-only";
+        return this.#allowWrite
+          ? undefined
+          : "Writing registers is not available: the fake is read-only";
     }
+  }
+
+  writeMemory(thread: number, address: bigint, data: Uint8Array): void {
+    this.calls.push(`writeMemory ${thread} ${address.toString(16)} ${data.length}`);
+    const end = MEMORY_BASE + BigInt(MEMORY_SIZE);
+    const fits = Number(address < MEMORY_BASE || address >= end ? 0n : end - address);
+    this.memory.set(data.subarray(0, fits), Number(address - MEMORY_BASE));
+    if (fits < data.length) {
+      throw new TargetError(`Wrote ${fits} of ${data.length} bytes: the rest is not mapped`, 14);
+    }
+  }
+
+  writeRegister(thread: number, regnum: number, value: Uint8Array): void {
+    this.calls.push(`writeRegister ${thread} ${regnum}`);
+    this.written.set(`${thread}:${regnum}`, value.slice());
   }
 
   /** Makes the running target stop on its own (as waitForStop would report). */

@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
-import { parseBreakpoint } from "../../rsp/packets/breakpoint.ts";
+import { describeBreakpoint, parseBreakpoint } from "../../rsp/packets/breakpoint.ts";
 import { formatError } from "../../rsp/packets/error.ts";
 import { clampRead, parseMemoryRead, parseMemoryWrite } from "../../rsp/packets/memory.ts";
 import { parseReadAll, parseReadOne } from "../../rsp/packets/registers.ts";
 import { formatVContActions, parseResume, parseVCont } from "../../rsp/packets/resume.ts";
-import { formatStopReply } from "../../rsp/packets/stop_reply.ts";
+import { formatStopReply, signalOf } from "../../rsp/packets/stop_reply.ts";
 import { formatSupported, parseSupported } from "../../rsp/packets/supported.ts";
 import { parseThreadId, splitThreadSuffix } from "../../rsp/packets/thread_id.ts";
 import { parseXferRead, xferSlice } from "../../rsp/packets/xfer.ts";
@@ -49,13 +49,19 @@ Deno.test("breakpoints: Z/z type,addr,kind", () => {
     type: 0,
     address: 0x1000n,
     kind: 1,
+    breakpoint: { kind: "sw", address: 0x1000n, length: 1 },
   });
   assert.deepEqual(parseBreakpoint("z2,ffff800000001000,8;X1,0"), {
     insert: false,
     type: 2,
     address: 0xffff800000001000n,
     kind: 8,
+    breakpoint: { kind: "write", address: 0xffff800000001000n, length: 8 },
   });
+  assert.equal(
+    describeBreakpoint({ kind: "access", address: 0x10n, length: 4 }),
+    "the access watchpoint on 4 bytes at 0x10",
+  );
   assert.equal(parseBreakpoint("Z9,1,1"), "malformed");
   assert.equal(parseBreakpoint("Z0,1"), "malformed");
 });
@@ -63,14 +69,20 @@ Deno.test("breakpoints: Z/z type,addr,kind", () => {
 Deno.test("resume: c/C/s/S and vCont reduce to continue, step or stop", () => {
   assert.deepEqual(parseResume("c"), { kind: "continue" });
   assert.deepEqual(parseResume("c1000"), { kind: "continue", address: 0x1000n });
-  assert.deepEqual(parseResume("C05"), { kind: "continue" });
-  assert.deepEqual(parseResume("S05;10"), { kind: "step", address: 0x10n });
+  assert.deepEqual(parseResume("C05"), { kind: "continue", signal: 5 });
+  assert.deepEqual(parseResume("C00"), { kind: "continue" });
+  assert.deepEqual(parseResume("S05;10"), { kind: "step", signal: 5, address: 0x10n });
   assert.deepEqual(parseResume("s"), { kind: "step" });
   assert.equal(parseResume("Cxx"), "malformed");
   assert.deepEqual(parseVCont(";c"), { kind: "continue" });
-  assert.deepEqual(parseVCont(";s:1;c"), { kind: "step" });
-  assert.deepEqual(parseVCont(";C02:p1.-1"), { kind: "continue" });
+  assert.deepEqual(parseVCont(";s:1;c"), { kind: "step", thread: 1 });
+  assert.deepEqual(parseVCont(";s"), { kind: "step" });
+  assert.deepEqual(parseVCont(";c:2"), { kind: "continue", threads: [2] });
+  assert.deepEqual(parseVCont(";c:2;c:3;t"), { kind: "continue", threads: [2, 3] });
+  assert.deepEqual(parseVCont(";c:2;c"), { kind: "continue" });
+  assert.deepEqual(parseVCont(";C02:p1.-1"), { kind: "continue", signal: 2 });
   assert.deepEqual(parseVCont(";t"), { kind: "stop" });
+  assert.equal(parseVCont(";cc"), "malformed");
   assert.equal(parseVCont(";q"), "malformed");
   assert.equal(parseVCont("c"), "malformed");
   assert.equal(formatVContActions(false), "vCont;c;C;t");
@@ -114,12 +126,24 @@ Deno.test("stop replies: T with thread, threads list, description; W for exits",
     "T02thread:1a;reason:exception;description:6e6f;",
   );
   assert.equal(formatStopReply({ kind: "exited", status: 0, message: "gone" }), "W00");
+  assert.equal(
+    formatStopReply({ ...stop, signal: 0, reason: { type: "refused", message: "no" } }),
+    "T00thread:1a;reason:exception;description:6e6f;",
+  );
+  assert.equal(formatStopReply({ ...stop, reason: { type: "swbreak" } }), "T05thread:1a;swbreak:;");
+  assert.equal(
+    formatStopReply({ ...stop, reason: { type: "awatch", address: 0x10n } }),
+    "T05thread:1a;awatch:10;",
+  );
+  assert.equal(signalOf({ type: "interrupt" }), 2);
+  assert.equal(signalOf({ type: "refused", message: "" }), 0);
+  assert.equal(signalOf({ type: "hwbreak" }), 5);
 });
 
 Deno.test("errors in the three dialects", () => {
   assert.equal(formatError(14, "not mapped", "code"), "E0e");
   assert.equal(formatError(14, "not mapped", "dot-text"), "E.not mapped");
-  assert.equal(formatError(1, "a#b$c\n", "dot-text"), "E.a b c ");
+  assert.equal(formatError(1, "a#b$c}d*e\n", "dot-text"), "E.abcde ");
   assert.equal(formatError(1, "hi", "lldb-hex"), "E01;6869");
   assert.equal(formatError(0, "zero", "code"), "E01");
   assert.equal(formatError(999, "big", "code"), "Eff");

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { Session } from "../../rsp/session.ts";
 import { TargetError, TargetGoneError } from "../../rsp/target.ts";
 import { targetXml } from "../../rsp/target_xml.ts";
-import { textToHex } from "../../rsp/hex.ts";
+import { hexToText, textToHex } from "../../rsp/hex.ts";
 import { type FakeOptions, FakeTarget } from "./fake_target.ts";
 import { MockConnection } from "./mock_connection.ts";
 
@@ -207,7 +207,7 @@ Deno.test("thread lists longer than one packet continue in qsThreadInfo", async 
   await finish(s);
 });
 
-Deno.test("writes, breakpoints and steps are refused with the target's reason", async () => {
+Deno.test("writes are refused with the target's reason", async () => {
   const s = await startGdb();
   assert.equal(
     await s.conn.ask("M1000,1:00"),
@@ -225,21 +225,120 @@ Deno.test("writes, breakpoints and steps are refused with the target's reason", 
     await s.conn.ask("G00"),
     "E.Writing registers is not available: the fake is read-only",
   );
-  assert.equal(
-    await s.conn.ask("Z0,1000,1"),
-    "E.Breakpoints are not available: the fake has no breakpoint exits",
-  );
-  assert.equal(await s.conn.ask("vCont?"), "vCont;c;C;t");
-  const reason = "Single-step is not available: the fake cannot step";
-  for (const step of ["vCont;s:1;c", "s"]) {
-    assert.equal(await s.conn.ask(step), "O" + textToHex(reason + "\n"));
-    assert.equal(
-      await s.conn.reply(),
-      `T05thread:1;reason:exception;description:${textToHex(reason)};`,
-    );
-  }
   assert.deepEqual(s.target.calls, ["stop"]);
   await finish(s);
+});
+
+/** The O packet and the stop reply of a refusal, as the session sends them. */
+async function refusal(s: { conn: MockConnection }, packet: string, thread = 1) {
+  const console = await s.conn.ask(packet);
+  assert.ok(console.startsWith("O"), console);
+  const text = hexToText(console.slice(1)) ?? "";
+  assert.ok(text.endsWith("\n"));
+  const message = text.slice(0, -1);
+  assert.equal(
+    await s.conn.reply(),
+    `T00thread:${thread};reason:exception;description:${textToHex(message)};`,
+  );
+  return message;
+}
+
+Deno.test("a refused step is a no-signal stop with the reason, and ? says the same", async () => {
+  const s = await startGdb();
+  assert.equal(await s.conn.ask("vCont?"), "vCont;c;C;t");
+  const reason = "Single-step is not available: the fake cannot step";
+  assert.equal(await refusal(s, "vCont;s:2;c", 2), reason);
+  assert.equal(
+    await s.conn.ask("?"),
+    `T00thread:2;reason:exception;description:${textToHex(reason)};`,
+  );
+  // The stop named thread 2: gdb is on it now, and a plain `s` means it.
+  assert.equal(await refusal(s, "s", 2), reason);
+  assert.match(await refusal(s, "vCont;C1e", 2), /cannot deliver signal 30 to a VM/);
+  assert.match(await refusal(s, "c1000", 2), /Cannot resume at 0x1000: Writing registers/);
+  assert.deepEqual(s.target.calls, ["stop"]);
+  await finish(s);
+});
+
+Deno.test("breakpoints the target cannot honour: accepted, then the continue is refused", async () => {
+  const s = await startGdb();
+  assert.equal(await s.conn.ask("Z0,1000,1"), "OK");
+  assert.equal(await s.conn.ask("Z2,2000,4"), "OK");
+  const message = await refusal(s, "vCont;c");
+  assert.match(
+    message,
+    /^Cannot continue: the VM would run past the breakpoint at 0x1000 and the write watchpoint on 4 bytes at 0x2000, which cannot be set\. Breakpoints are not available: the fake has no breakpoint exits/,
+  );
+  assert.match(
+    message,
+    /The VM stays stopped: delete or disable them to continue \(or 'monitor breakpoints ignore' to run past them\)\.$/,
+  );
+  assert.equal(await s.conn.ask("z0,1000,1"), "OK");
+  assert.equal(await s.conn.ask("z2,2000,4"), "OK");
+  s.conn.send("c");
+  await new Promise((r) => setTimeout(r, 20));
+  assert.ok(s.target.running);
+  s.conn.push("\x03");
+  assert.equal(await s.conn.reply(), "T02thread:1;");
+  assert.deepEqual(s.target.calls, ["stop", "resume", "waitForStop", "stop"]);
+  await finish(s);
+});
+
+Deno.test("protocol misuse while running gets an error and changes nothing", async () => {
+  const s = await startGdb();
+  s.conn.send("vCont;c");
+  await new Promise((r) => setTimeout(r, 20));
+  assert.equal(
+    await s.conn.ask("vCont;s:1"),
+    "E01",
+  );
+  assert.equal(await s.conn.ask("c"), "E01");
+  assert.equal(await s.conn.ask("?"), "E01");
+  assert.ok(s.target.running);
+  s.conn.push("\x03");
+  assert.equal(await s.conn.reply(), "T02thread:1;");
+  assert.equal(await s.conn.ask("?"), "T02thread:1;");
+  await finish(s);
+});
+
+Deno.test("a Ctrl-C that crosses a refusal stops the next resume; any other packet forgets it", async () => {
+  const s = await startGdb();
+  await refusal(s, "vCont;s:1");
+  s.conn.push("\x03");
+  assert.equal(await s.conn.ask("vCont;s:1"), "T02thread:1;");
+  s.conn.push("\x03");
+  assert.equal(await s.conn.ask("qC"), "QC1");
+  await refusal(s, "vCont;s:1");
+  assert.deepEqual(s.target.calls, ["stop"]);
+  await finish(s);
+});
+
+Deno.test("per-thread continue runs only that thread; the Ctrl-C stop names it", async () => {
+  const s = await startGdb({ threads: 3 });
+  s.conn.send("vCont;c:2");
+  await new Promise((r) => setTimeout(r, 20));
+  s.conn.push("\x03");
+  assert.equal(await s.conn.reply(), "T02thread:2;");
+  assert.equal(await s.conn.ask("vCont;c:9"), "E03");
+  assert.deepEqual(s.target.calls, ["stop", "resume 2", "waitForStop", "stop"]);
+  await finish(s);
+});
+
+Deno.test("a target that can step: the step runs and reports SIGTRAP on that thread", async () => {
+  const s = await startGdb({ canStep: true, threads: 3 });
+  assert.equal(await s.conn.ask("vCont;s:3;c"), "T05thread:3;");
+  assert.deepEqual(s.target.calls, ["stop", "step 3"]);
+  await finish(s);
+});
+
+Deno.test("k detaches and says so in a reply lldb prints whole", async () => {
+  const s = await startLldb();
+  assert.equal(
+    await s.conn.ask("k"),
+    "E.bhyve-gdbstub never kills a VM: it detached instead, and the VM runs on as it did before the attach",
+  );
+  await s.done;
+  assert.deepEqual(s.target.calls, ["stop", "detach"]);
 });
 
 Deno.test("a target that can step advertises s and S in vCont?", async () => {
@@ -251,7 +350,7 @@ Deno.test("a target that can step advertises s and S in vCont?", async () => {
 Deno.test("without gdb's vContSupported+, errors stay Enn (gdb 13 reads m errors as hex)", async () => {
   const s = start();
   await s.conn.ask("qSupported");
-  assert.equal(await s.conn.ask("Z0,1000,1"), "E01");
+  assert.equal(await s.conn.ask("P0=00"), "E01");
   await finish(s);
 });
 
@@ -379,4 +478,58 @@ Deno.test("attach failure: a vanished target is reported as an exit; other error
   broken.stop = () => Promise.reject(new TargetError("cannot suspend", 16));
   await new Session(broken, new MockConnection()).run();
   assert.deepEqual(broken.calls, ["detach"]);
+});
+
+Deno.test("writes reach a target that writes: M, X, P, and G only where bytes changed", async () => {
+  const s = await startGdb({ allowWrite: true });
+  assert.equal(await s.conn.ask("M1000,2:abcd"), "OK");
+  assert.deepEqual([...s.target.memory.subarray(0, 2)], [0xab, 0xcd]);
+  assert.equal(await s.conn.ask("X1002,2:}]}\x03"), "OK"); // escaped } and #
+  assert.deepEqual([...s.target.memory.subarray(2, 4)], [0x7d, 0x23]);
+  assert.equal(await s.conn.ask("X1000,0:"), "OK");
+  assert.equal(await s.conn.ask("M1000,2:ab"), "E16"); // length mismatch: malformed
+  // gdb 13 prints no text for an M/X error ("Cannot access memory"): the code only.
+  assert.equal(await s.conn.ask("M3fff,2:0102"), "E0e");
+  assert.equal(await s.conn.ask("P10=1122334455667788"), "OK");
+  assert.equal(await s.conn.ask("p10"), "1122334455667788");
+  const g = await s.conn.ask("g");
+  const rax = "2a00000000000000";
+  assert.equal(await s.conn.ask(`G${rax}${g.slice(16)}`), "OK");
+  assert.equal((await s.conn.ask("g")).slice(0, 16), rax);
+  assert.deepEqual(s.target.calls.filter((c) => c.startsWith("write")), [
+    "writeMemory 1 1000 2",
+    "writeMemory 1 1002 2",
+    "writeMemory 1 3fff 2",
+    "writeRegister 1 16",
+    "writeRegister 1 0",
+  ]);
+  await finish(s);
+});
+
+Deno.test("monitor breakpoints ignore: a continue runs past unarmed breakpoints, saying so", async () => {
+  const s = await startGdb();
+  assert.equal(await s.conn.ask("Z0,1000,1"), "OK");
+  await refusal(s, "c");
+  const ask = async (command: string) => {
+    const first = await s.conn.ask(`qRcmd,${textToHex(command)}`);
+    assert.equal(await s.conn.reply(), "OK");
+    return hexToText(first.slice(1)) ?? "";
+  };
+  assert.equal(
+    await ask("breakpoints ignore"),
+    "Breakpoints the VM cannot honour (set now: the breakpoint at 0x1000): a continue runs past them.\n",
+  );
+  assert.equal(await ask("breakpoints bogus"), "Usage: monitor breakpoints [ignore|refuse]\n");
+  const note = await s.conn.ask("c");
+  assert.equal(
+    hexToText(note.slice(1)),
+    "Running past the breakpoint at 0x1000 (monitor breakpoints ignore).\n",
+  );
+  await new Promise((r) => setTimeout(r, 20));
+  assert.ok(s.target.running);
+  s.conn.push("\x03");
+  assert.equal(await s.conn.reply(), "T02thread:1;");
+  assert.match(await ask("breakpoints refuse"), /a continue is refused while any is set/);
+  await refusal(s, "c");
+  await finish(s);
 });

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { loadEmulator } from "../../ffi/emulator.ts";
-import { Emulation, type GuestWriter, SCALAR_IDS } from "../../vmm/emulation.ts";
+import { type CommitPaths, Emulation, SCALAR_IDS } from "../../vmm/emulation.ts";
 import { VmTarget } from "../../vmm/target.ts";
 import { VmReg } from "../../vmm/vmmapi.ts";
 import { CODE, DATA, longModeState, RAM_BYTES, unicornPath, writeMachine } from "../emu/machine.ts";
@@ -45,7 +45,7 @@ function machineVm(code: number[]): FakeVm {
   return vm;
 }
 
-function writerFor(vm: FakeVm, log: string[]): GuestWriter {
+function writerFor(vm: FakeVm, log: string[]): CommitPaths {
   return {
     setRegister(vcpu, reg, value) {
       log.push(`reg ${reg}`);

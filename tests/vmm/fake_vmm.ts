@@ -144,6 +144,19 @@ export class FakeVm implements VmHandle {
       Deno.removeSync(file);
     }
   }
+  writeRam(gpa: bigint, from: Uint8Array): void {
+    this.#check(`writeRam ${gpa.toString(16)}+${from.length}`);
+    const r = this.ram.find((r) =>
+      gpa >= r.range.gpa && gpa + BigInt(from.length) <= r.range.gpa + r.range.length
+    );
+    if (r === undefined) throw new RangeError(`not RAM: ${gpa}`);
+    r.bytes.set(from, Number(gpa - r.range.gpa));
+  }
+  setRegister(vcpu: number, reg: number, value: bigint): void {
+    this.#check(`vm_set_register ${vcpu} ${reg}`);
+    if (this.rejected.has(reg)) throw vmmError("vm_set_register", "EINVAL");
+    this.setReg(vcpu, reg, value);
+  }
   readKernemu(_vcpu: number, gpa: bigint, size: 1 | 2 | 4 | 8): bigint {
     this.#check("vm_readwrite_kernemu_device");
     if (gpa % BigInt(size) !== 0n) throw vmmError("vm_readwrite_kernemu_device", "EINVAL");

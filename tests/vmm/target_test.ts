@@ -49,10 +49,11 @@ Deno.test("threads are the active vCPUs, id = vCPU + 1, with their state and mod
   assert.ok(vm.closed);
 });
 
-Deno.test("stop reports SIGTRAP first, SIGINT after; registers are cached while held", async () => {
+Deno.test("every stop is an interrupt (the session picks the signal); registers are cached while held", async () => {
   const vm = longModeVm();
   const target = new VmTarget(vm, fast);
-  assert.deepEqual(await target.stop(), { kind: "stopped", thread: 1, signal: 5 });
+  const held = { kind: "stopped", thread: 1, signal: 5, reason: { type: "interrupt" } };
+  assert.deepEqual(await target.stop(), held);
   const rip = registerByName("rip")!.regnum;
   const regs = target.readRegisters(2);
   assert.deepEqual([...regs[rip]!], [1, 0, 0, 0x80, 0xff, 0xff, 0xff, 0xff]);
@@ -64,7 +65,7 @@ Deno.test("stop reports SIGTRAP first, SIGINT after; registers are cached while 
   await target.resume();
   assert.deepEqual([...vm.debug], []);
   vm.setReg(1, VmReg.RIP, 0x1234n);
-  assert.deepEqual(await target.stop(), { kind: "stopped", thread: 1, signal: 2 });
+  assert.deepEqual(await target.stop(), held);
   assert.deepEqual([...target.readRegister(2, rip)!], [0x34, 0x12, 0, 0, 0, 0, 0, 0]);
   await target.detach();
 });
@@ -112,8 +113,11 @@ Deno.test("unsupported capabilities explain why", () => {
   // emulation is unavailable.
   assert.match(target.unsupported("step")!, /^Single-step works by emulation .*MTRAP.*unavailable/);
   assert.match(target.unsupported("breakpoint")!, /^Breakpoints and watchpoints .*unavailable/);
-  assert.match(target.unsupported("write-memory")!, /read-only by design/);
-  assert.match(target.unsupported("write-register")!, /read-only by design/);
+  assert.match(
+    target.unsupported("write-memory")!,
+    /started without --allow-write, so it never writes/,
+  );
+  assert.match(target.unsupported("write-register")!, /started without --allow-write/);
 });
 
 Deno.test("the VM vanishing: reads throw TargetGoneError, waitForStop resolves exited", async () => {
@@ -182,4 +186,95 @@ Deno.test("the held poll holds an AP bhyve releases, and resume runs it", async 
   assert.ok(vm.debug.has(2));
   await target.resume();
   assert.deepEqual([...vm.debug], []);
+});
+
+Deno.test("a per-thread resume runs that vCPU only; the held poll leaves it running", async () => {
+  const vm = longModeVm();
+  const target = new VmTarget(vm, fast);
+  await target.stop();
+  await target.resume([2]);
+  assert.deepEqual([...vm.debug], [0]);
+  assert.match(target.threads()[1]!.extra, /^vCPU 1, running/);
+  await new Promise((r) => setTimeout(r, 30)); // several held polls
+  assert.deepEqual([...vm.debug], [0]);
+  await target.stop();
+  assert.deepEqual([...vm.debug].sort(), [0, 1]);
+  await assert.rejects(() => target.resume([7]), /Thread 7 is not an active vCPU/);
+  assert.deepEqual([...vm.debug].sort(), [0, 1], "a bad thread resumes nothing");
+  await target.detach();
+  assert.deepEqual([...vm.debug], []);
+});
+
+Deno.test("writes: refused without --allow-write; with it, page by page, registers, caches dropped", async () => {
+  const readOnly = new VmTarget(longModeVm(), fast);
+  await readOnly.stop();
+  assert.match(readOnly.unsupported("write-memory")!, /started without --allow-write/);
+  assert.throws(
+    () => readOnly.writeMemory(2, 0xffff_8000_0000_0000n, Uint8Array.of(1)),
+    /started without --allow-write/,
+  );
+  assert.throws(() => readOnly.writeRegister(1, 0, new Uint8Array(8)), /without --allow-write/);
+  await readOnly.detach();
+
+  const vm = longModeVm();
+  const target = new VmTarget(vm, { ...fast, allowWrite: true });
+  assert.equal(target.unsupported("write-register"), undefined);
+  assert.throws(
+    () => target.writeRegister(1, 0, new Uint8Array(8)),
+    /vCPU 0 is running: stop it before writing/,
+  );
+  await target.stop();
+  const hello = 0xffff_8000_0000_0000n;
+  assert.equal(new TextDecoder().decode(target.readMemory(2, hello, 5)), "hello");
+  target.writeMemory(2, hello, new TextEncoder().encode("HE"));
+  assert.equal(new TextDecoder().decode(target.readMemory(2, hello, 5)), "HEllo");
+  // Across the page end: the next page does not translate, so 3 of 6 bytes are written.
+  assert.throws(
+    () => target.writeMemory(2, hello + 0xffdn, Uint8Array.of(1, 2, 3, 4, 5, 6)),
+    /^TargetError: Wrote 3 of 6 bytes at 0xffff800000000ffd, then stopped: 0xffff800000001000 is not mapped on vCPU 1$/,
+  );
+  assert.deepEqual([...vm.ram[0]!.bytes.subarray(0x5ffd, 0x6000)], [1, 2, 3]);
+  // In-kernel MMIO (phys mode): refused, nothing written.
+  target.physicalMode = true;
+  assert.throws(
+    () => target.writeMemory(1, 0xfee0_0020n, Uint8Array.of(1)),
+    /^TargetError: Cannot write guest memory: 0xfee00020 is the local APIC: writes to MMIO are refused$/,
+  );
+  target.physicalMode = false;
+
+  const rip = registerByName("rip")!.regnum;
+  const rax = registerByName("rax")!.regnum;
+  assert.deepEqual([...target.readRegister(2, rip)!], [1, 0, 0, 0x80, 0xff, 0xff, 0xff, 0xff]);
+  target.writeRegister(2, rip, Uint8Array.of(0x10, 0x20, 0, 0x80, 0xff, 0xff, 0xff, 0xff));
+  target.writeRegister(1, rax, Uint8Array.of(0x2a, 0, 0, 0, 0, 0, 0, 0));
+  assert.ok(vm.calls.includes(`vm_set_register 1 ${VmReg.RIP}`));
+  assert.deepEqual([...target.readRegister(2, rip)!], [
+    0x10,
+    0x20,
+    0,
+    0x80,
+    0xff,
+    0xff,
+    0xff,
+    0xff,
+  ]);
+  assert.equal(target.readRegisters(1)[rax]![0], 0x2a, "the register cache was dropped");
+  assert.throws(
+    () => target.writeRegister(1, registerByName("st0")!.regnum, new Uint8Array(10)),
+    /Register st0 cannot be written: libvmmapi has no call that sets it/,
+  );
+  await target.detach();
+});
+
+Deno.test("a per-thread resume of a vCPU bhyve holds runs nothing and says why", async () => {
+  const vm = longModeVm();
+  vm.debug.add(1); // an AP bhyve has not started
+  const target = new VmTarget(vm, fast);
+  await target.stop();
+  await assert.rejects(
+    () => target.resume([2]),
+    /^TargetError: Nothing to run: vCPU 1 is held by bhyve \(bhyve starts an AP itself, on its SIPI\)$/,
+  );
+  assert.deepEqual([...vm.debug].sort(), [0, 1]);
+  await target.detach();
 });

@@ -89,7 +89,12 @@ for (const { generation, vmmVersion } of SUITES) {
     await using f = await Fixture.start(generation, { cpus: 4, vmmVersion });
     await f.booted([0, 1, L.PAE_CPU]);
     const t = f.target;
-    assert.deepEqual(await t.stop(), { kind: "stopped", thread: 1, signal: 5 });
+    assert.deepEqual(await t.stop(), {
+      kind: "stopped",
+      thread: 1,
+      signal: 5,
+      reason: { type: "interrupt" },
+    });
     assert.deepEqual(t.threads().map((th) => th.id), [1, 2, 3, 4]);
     assert.match(t.threads()[0]!.extra, /^vCPU 0, held by debugger, long mode, 4-level paging$/);
     assert.match(t.threads()[L.PARKED_CPU]!.extra, /^vCPU 3, held by bhyve, real mode/);
