@@ -101,6 +101,11 @@ export class EmulatedControl {
       maxMs: this.budget.milliseconds,
       interrupted: () => this.#interrupted,
     }).then((result) => {
+      // A continue's instruction count is its budget: running out of it is no step.
+      if (result.stop.kind === "count") {
+        result.stop = { kind: "budget", what: "instructions" };
+        if (emulation.last !== undefined) emulation.last.stop = describeStop(result);
+      }
       if (result.stop.kind === "budget") {
         const event = stopEvent(
           thread,

@@ -373,9 +373,10 @@ export class VmTarget implements DebugTarget {
     if (capability === "step" || capability === "breakpoint") {
       const why = this.emulated.unavailable();
       if (why === undefined) return undefined;
-      const what = capability === "step" ? "Single-step works" : "Breakpoints and watchpoints work";
-      return `${what} by emulation from outside bhyve (native ones cannot: bhyve's own thread ` +
-        `takes MTRAP, #DB and breakpoint exits), and emulation is unavailable: ${why}`;
+      const what = capability === "step" ? "Single-step is" : "Breakpoints are";
+      return `${what} not available: bhyve-gdbstub runs outside bhyve, whose own thread takes ` +
+        `MTRAP, #DB and breakpoint exits, so it executes instructions by emulation instead, ` +
+        `and emulation is unavailable: ${why}`;
     }
     if (this.allowWrite && WRITES.has(capability)) return undefined;
     return UNSUPPORTED[capability];
@@ -390,6 +391,7 @@ export class VmTarget implements DebugTarget {
       });
     } finally {
       this.#invalidate(); // page tables may have changed, and with them any translation
+      this.emulated.forget(); // the emulator's private copy of RAM predates the write
     }
   }
 

@@ -111,8 +111,14 @@ Deno.test("unsupported capabilities explain why", () => {
   const target = new VmTarget(new FakeVm(), fast);
   // Without an emulator: stepping and breakpoints say why native ones are impossible, and why
   // emulation is unavailable.
-  assert.match(target.unsupported("step")!, /^Single-step works by emulation .*MTRAP.*unavailable/);
-  assert.match(target.unsupported("breakpoint")!, /^Breakpoints and watchpoints .*unavailable/);
+  assert.match(
+    target.unsupported("step")!,
+    /^Single-step is not available: .*outside bhyve.*MTRAP.*emulation is unavailable/,
+  );
+  assert.match(
+    target.unsupported("breakpoint")!,
+    /^Breakpoints are not available: .*by emulation.*unavailable/,
+  );
   assert.match(
     target.unsupported("write-memory")!,
     /started without --allow-write, so it never writes/,
