@@ -2,28 +2,26 @@
  * The {@link Emulator} over libunicorn: one engine per private RAM image, guest RAM mapped at
  * its guest-physical addresses, Unicorn's own MMU walking the guest's page tables from CR3.
  *
- * A run is sliced (so Ctrl-C and the wall-time budget are noticed between slices) and watched
- * by one code hook, which counts instructions, stops at breakpoints and refuses instructions
- * (emu/refusal.ts) before they execute; a write hook records the guest-physical bytes written
- * and notices watchpoints; exceptions and accesses outside RAM stop the run with a refusal.
+ * A run is sliced (so Ctrl-C and the wall-time budget are noticed between slices). A short run
+ * (a step) or one with watchpoints is watched instruction by instruction: a code hook counts,
+ * stops at breakpoints and refuses instructions (emu/refusal.ts) before they execute, a write
+ * hook notes the pages written and watchpoint hits. A long run goes block by block (see
+ * #setMode). Exceptions and accesses outside RAM stop either with a refusal. The vCPU's state
+ * goes in and out through ./unicorn_state.ts.
  *
  * @module
  */
 import type {
-  CpuState,
   EmuBreakpoint,
   Emulator,
   EmuStop,
   RamWrite,
   RunRequest,
   RunResult,
-  Scalar,
-  Segment,
-  SegmentName,
 } from "../emu/emulator.ts";
-import { SCALARS, SEGMENTS } from "../emu/emulator.ts";
 import { refusal, repCountMask } from "../emu/refusal.ts";
 import type { PrivateRam } from "./ram_image.ts";
+import { check, strerror, UnicornState } from "./unicorn_state.ts";
 import type { LoadedUnicorn } from "./unicorn.ts";
 import {
   CODE_CALLBACK,
@@ -39,76 +37,12 @@ import {
   UC_MODE_64,
   UC_PROT_ALL,
   UC_PROT_EXEC,
-  UC_PROT_READ,
   UcErr,
   UcHook,
   UcMem,
   UcX86Reg,
-  UcX86Reg32,
   type UnicornSymbols,
 } from "./unicorn_symbols.ts";
-
-/** Registers Unicorn takes as plain 64-bit values, by their gdb names. */
-const SCALAR_REGS: Partial<Record<Scalar, number>> = {
-  rax: UcX86Reg.RAX,
-  rbx: UcX86Reg.RBX,
-  rcx: UcX86Reg.RCX,
-  rdx: UcX86Reg.RDX,
-  rsi: UcX86Reg.RSI,
-  rdi: UcX86Reg.RDI,
-  rbp: UcX86Reg.RBP,
-  rsp: UcX86Reg.RSP,
-  r8: UcX86Reg.R8,
-  r9: UcX86Reg.R9,
-  r10: UcX86Reg.R10,
-  r11: UcX86Reg.R11,
-  r12: UcX86Reg.R12,
-  r13: UcX86Reg.R13,
-  r14: UcX86Reg.R14,
-  r15: UcX86Reg.R15,
-  rip: UcX86Reg.RIP,
-  eflags: UcX86Reg.RFLAGS,
-  cr2: UcX86Reg.CR2,
-  dr0: UcX86Reg.DR0,
-  dr1: UcX86Reg.DR1,
-  dr2: UcX86Reg.DR2,
-  dr3: UcX86Reg.DR3,
-  dr6: UcX86Reg.DR6,
-  dr7: UcX86Reg.DR7,
-};
-
-/** In a UC_MODE_32 engine: the low halves (the upper ones are kept as they were). */
-const SCALAR_REGS_32: Partial<Record<Scalar, number>> = {
-  ...Object.fromEntries(
-    Object.entries(SCALAR_REGS).filter(([name]) =>
-      !/^r(ax|bx|cx|dx|si|di|bp|sp|ip|\d+)$/.test(name)
-    ),
-  ),
-  rax: UcX86Reg32.EAX,
-  rbx: UcX86Reg32.EBX,
-  rcx: UcX86Reg32.ECX,
-  rdx: UcX86Reg32.EDX,
-  rsi: UcX86Reg32.ESI,
-  rdi: UcX86Reg32.EDI,
-  rbp: UcX86Reg32.EBP,
-  rsp: UcX86Reg32.ESP,
-  rip: UcX86Reg32.EIP,
-  eflags: UcX86Reg32.EFLAGS,
-};
-
-const SEGMENT_REGS: Record<SegmentName, number> = {
-  es: UcX86Reg.ES,
-  cs: UcX86Reg.CS,
-  ss: UcX86Reg.SS,
-  ds: UcX86Reg.DS,
-  fs: UcX86Reg.FS,
-  gs: UcX86Reg.GS,
-  ldtr: UcX86Reg.LDTR,
-  tr: UcX86Reg.TR,
-};
-
-const MSR_EFER = 0xc000_0080;
-const MSR_KERNEL_GS_BASE = 0xc000_0102;
 
 /** Runs longer than this go in block mode (see #setMode). */
 const BLOCK_MODE_FROM = 64;
@@ -180,17 +114,9 @@ class UnicornEmulator {
   #ram: PrivateRam;
   #engine: Deno.PointerObject;
   #callbacks: Deno.UnsafeCallback[] = [];
-  #u64 = new BigUint64Array(1);
-  #mmr = new Uint8Array(24);
-  #mmrView = new DataView(this.#mmr.buffer);
-  #msr = new Uint8Array(16);
-  #msrView = new DataView(this.#msr.buffer);
+  #cpu: UnicornState;
   #bytes = new Uint8Array(16);
   #verdicts = new Map<bigint, string | null>();
-  /** A UC_MODE_64 engine (64-bit register ids), else UC_MODE_32 (32-bit ids, no R8-R15). */
-  #wide: boolean;
-  #scalarRegs: Partial<Record<Scalar, number>>;
-  #pc: number;
 
   // The run in progress.
   #count = 0;
@@ -225,14 +151,12 @@ class UnicornEmulator {
   #exception: number | undefined;
 
   constructor(uc: UnicornSymbols, ram: PrivateRam, mode: number) {
-    this.#wide = mode === UC_MODE_64;
-    this.#scalarRegs = this.#wide ? SCALAR_REGS : SCALAR_REGS_32;
-    this.#pc = this.#wide ? UcX86Reg.RIP : UcX86Reg32.EIP;
     this.#uc = uc;
     this.#ram = ram;
     const out = new BigUint64Array(1);
     check(uc, uc.uc_open(UC_ARCH_X86, mode, out), "uc_open");
     this.#engine = Deno.UnsafePointer.create(out[0]!)!;
+    this.#cpu = new UnicornState(uc, this.#engine, mode === UC_MODE_64);
     // A model with the instructions a current guest expects (CPUID itself is refused).
     check(uc, uc.uc_ctl(this.#engine, UC_CTL_CPU_MODEL_WRITE, UC_CPU_X86_HASWELL), "uc_ctl");
     ram.ranges.forEach((range, i) => {
@@ -439,7 +363,7 @@ class UnicornEmulator {
   }
 
   async run(request: RunRequest): Promise<RunResult> {
-    this.#load(request.state);
+    this.#cpu.load(request.state);
     this.#count = request.count;
     this.#executed = 0;
     this.#stop = undefined;
@@ -455,10 +379,10 @@ class UnicornEmulator {
       else this.#watches.push(bp);
     }
     for (const watch of this.#watches) {
-      const physical = this.#translate(watch.address);
+      const physical = this.#cpu.translate(watch.address);
       if (physical !== undefined) this.#watchPhysical.set(watch, physical);
     }
-    if (this.#watches.length > 0) this.#load(request.state); // no fault left pending
+    if (this.#watches.length > 0) this.#cpu.load(request.state); // no fault left pending
     this.#readHook(this.#watches.some((w) => w.kind !== "write"));
     const blockMode = request.count > BLOCK_MODE_FROM && this.#watches.length === 0;
     this.#setMode(blockMode ? "block" : "instruction");
@@ -485,7 +409,7 @@ class UnicornEmulator {
     this.#knownKgs = request.state.kernelGsBase !== undefined;
     const started = performance.now();
     while (this.#stop === undefined) {
-      const rip = this.#reg(this.#pc);
+      const rip = this.#cpu.reg(this.#cpu.pc);
       this.#current = -1n;
       const sliceEnd = Math.min(this.#count, this.#executed + SLICE);
       const limit = this.#count;
@@ -516,7 +440,7 @@ class UnicornEmulator {
     this.#discovering = undefined;
     for (const callback of this.#retired) callback.close();
     this.#retired = [];
-    const state = this.#save(request.state);
+    const state = this.#cpu.save(request.state);
     return {
       state,
       executed: this.#executed,
@@ -531,16 +455,16 @@ class UnicornEmulator {
    */
   #finishRep(): void {
     if (this.#stop?.kind !== "count" || this.#current < 0n) return;
-    if (this.#reg(this.#pc) !== this.#current) return;
+    if (this.#cpu.reg(this.#cpu.pc) !== this.#current) return;
     if (this.#repFinished(this.#current)) {
-      this.#setReg(this.#pc, this.#current + BigInt(this.#size));
+      this.#cpu.setReg(this.#cpu.pc, this.#current + BigInt(this.#size));
     }
   }
 
   /** Whether the REP string instruction at `address` (RIP) has its count at zero: done. */
   #repFinished(address: bigint, mask = this.#repMask(address)): boolean {
     if (mask === undefined) return false;
-    const count = this.#reg(this.#wide ? UcX86Reg.RCX : UcX86Reg32.ECX);
+    const count = this.#cpu.counter();
     return (count & mask) === 0n;
   }
 
@@ -552,7 +476,7 @@ class UnicornEmulator {
   /** Turns how uc_emu_start ended into a stop, with RIP at a clean instruction boundary. */
   #settle(err: number): void {
     if (this.#exception !== undefined || this.#outside !== undefined) {
-      const rip = this.#reg(this.#pc);
+      const rip = this.#cpu.reg(this.#cpu.pc);
       const index = this.#block?.addresses.indexOf(rip) ?? -1;
       if (index >= 0) {
         // In a checked block: RIP is the instruction that faulted; those before it completed.
@@ -566,7 +490,7 @@ class UnicornEmulator {
         (this.#outside !== undefined || rip === this.#current);
       if (inCurrent) {
         this.#executed--;
-        this.#setReg(this.#pc, this.#current);
+        this.#cpu.setReg(this.#cpu.pc, this.#current);
       }
       const at = inCurrent ? this.#current : rip;
       if (!inCurrent && this.#executed >= this.#count) {
@@ -591,7 +515,7 @@ class UnicornEmulator {
   #describeException(vector: number): string {
     const name = EXCEPTIONS[vector] ?? `interrupt ${vector}`;
     if (vector === 14) {
-      const cr2 = this.#reg(UcX86Reg.CR2);
+      const cr2 = this.#cpu.reg(UcX86Reg.CR2);
       return `it raises ${name} at ${hex(cr2)}; that is for the guest's own handler: ` +
         "continue natively to let the guest handle it";
     }
@@ -625,7 +549,7 @@ class UnicornEmulator {
     if (first === 15) return this.#bytes.slice(0, 15);
     const tail = this.#bytes.subarray(first, 15);
     const next = address + BigInt(first);
-    const ok = this.#translate(next) !== undefined &&
+    const ok = this.#cpu.translate(next) !== undefined &&
       this.#uc.uc_vmem_read(this.#engine, next, UC_PROT_EXEC, tail, BigInt(15 - first)) === 0;
     return this.#bytes.slice(0, ok ? 15 : first);
   }
@@ -695,7 +619,7 @@ class UnicornEmulator {
     for (const page of copied ?? []) pages.add(page);
     for (const page of copied === undefined ? this.#written : []) {
       pages.add(page);
-      const physical = this.#translate(page);
+      const physical = this.#cpu.translate(page);
       if (physical !== undefined) pages.add(physical & ~0xfffn);
     }
     return [...pages].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)).flatMap((page) =>
@@ -703,177 +627,9 @@ class UnicornEmulator {
     );
   }
 
-  /** Virtual to guest-physical through the engine's MMU (only while no run is under way). */
-  #translate(address: bigint): bigint | undefined {
-    const err = this.#uc.uc_vmem_translate(this.#engine, address, UC_PROT_READ, this.#u64);
-    return err === UcErr.OK ? this.#u64[0]! : undefined;
-  }
-
-  #reg(id: number): bigint {
-    check(this.#uc, this.#uc.uc_reg_read(this.#engine, id, this.#u64), "uc_reg_read");
-    return this.#u64[0]!;
-  }
-
-  #setReg(id: number, value: bigint): void {
-    this.#u64[0] = value;
-    check(this.#uc, this.#uc.uc_reg_write(this.#engine, id, this.#u64), `uc_reg_write(${id})`);
-  }
-
-  #writeMsr(msr: number, value: bigint): void {
-    this.#msrView.setUint32(0, msr, true);
-    this.#msrView.setBigUint64(8, value, true);
-    check(this.#uc, this.#uc.uc_reg_write(this.#engine, UcX86Reg.MSR, this.#msr), "wrmsr");
-  }
-
-  #readMsr(msr: number): bigint {
-    this.#msrView.setUint32(0, msr, true);
-    check(this.#uc, this.#uc.uc_reg_read(this.#engine, UcX86Reg.MSR, this.#msr), "rdmsr");
-    return this.#msrView.getBigUint64(8, true);
-  }
-
-  #writeMmr(id: number, selector: number, base: bigint, limit: number, access: number): void {
-    const v = this.#mmrView;
-    v.setUint16(0, selector, true);
-    v.setBigUint64(8, base, true);
-    v.setUint32(16, limit, true);
-    v.setUint32(20, qemuFlags(access), true);
-    check(this.#uc, this.#uc.uc_reg_write(this.#engine, id, this.#mmr), `uc_reg_write(${id})`);
-  }
-
-  #readMmr(id: number): { selector: number; base: bigint; limit: number } {
-    check(this.#uc, this.#uc.uc_reg_read(this.#engine, id, this.#mmr), `uc_reg_read(${id})`);
-    const v = this.#mmrView;
-    return {
-      selector: v.getUint16(0, true),
-      base: v.getBigUint64(8, true),
-      limit: v.getUint32(16, true),
-    };
-  }
-
-  /** Puts `state` into the engine: control state first, so segment loads see the GDT. */
-  #load(state: CpuState): void {
-    const s = state.scalars;
-    this.#setReg(UcX86Reg.CR4, s.cr4);
-    this.#writeMsr(MSR_EFER, s.efer);
-    this.#setReg(UcX86Reg.CR3, s.cr3);
-    this.#setReg(UcX86Reg.CR0, s.cr0);
-    this.#writeMmr(UcX86Reg.GDTR, 0, state.gdtr.base, state.gdtr.limit, 0);
-    this.#writeMmr(UcX86Reg.IDTR, 0, state.idtr.base, state.idtr.limit, 0);
-    for (const name of ["ldtr", "tr"] as const) {
-      const seg = state.segments[name];
-      this.#writeMmr(SEGMENT_REGS[name], seg.selector, seg.base, seg.limit, seg.access);
-    }
-    for (const name of ["cs", "ss", "ds", "es", "fs", "gs"] as const) {
-      this.#loadSegment(name, state.segments[name], state.gdtr.base);
-    }
-    if (this.#wide) {
-      this.#setReg(UcX86Reg.FS_BASE, state.segments.fs.base);
-      this.#setReg(UcX86Reg.GS_BASE, state.segments.gs.base);
-    }
-    if (state.kernelGsBase !== undefined) this.#writeMsr(MSR_KERNEL_GS_BASE, state.kernelGsBase);
-    for (const name of SCALARS) {
-      const id = this.#scalarRegs[name];
-      if (id !== undefined) this.#setReg(id, s[name]);
-    }
-  }
-
-  /**
-   * Loads a segment register with the vCPU's hidden part, not whatever its GDT slot says now
-   * (they differ after a new LGDT until the next reload, as in Linux's PVH entry): Unicorn loads
-   * segments only from descriptors, so the slot in the private RAM image briefly holds a
-   * descriptor built from the hidden part, and gets its own bytes back right after.
-   */
-  #loadSegment(name: SegmentName, seg: Segment, gdtBase: bigint): void {
-    const index = seg.selector & ~7;
-    const slot = (seg.selector & 4) === 0 && index !== 0
-      ? this.#translate(gdtBase + BigInt(index))
-      : undefined;
-    const saved = new Uint8Array(8);
-    const patched = slot !== undefined &&
-      this.#uc.uc_mem_read(this.#engine, slot, saved, 8n) === UcErr.OK &&
-      this.#uc.uc_mem_write(this.#engine, slot, descriptor(seg), 8n) === UcErr.OK;
-    this.#u64[0] = BigInt(seg.selector);
-    let err = this.#uc.uc_reg_write(this.#engine, SEGMENT_REGS[name], this.#u64);
-    if (patched) this.#uc.uc_mem_write(this.#engine, slot, saved, 8n);
-    if (err !== UcErr.OK && patched) {
-      // The hidden part makes no loadable descriptor (say, unusable): the slot's own, then.
-      err = this.#uc.uc_reg_write(this.#engine, SEGMENT_REGS[name], this.#u64);
-    }
-    if (err !== UcErr.OK) {
-      throw new Error(
-        `loading ${name.toUpperCase()} (selector ${hex(seg.selector)}) into the emulator ` +
-          `failed: ${strerror(this.#uc, err)}`,
-      );
-    }
-  }
-
-  /** The engine's state after a run; segments keep their hidden parts (loads are refused). */
-  #save(before: CpuState): CpuState {
-    const scalars = { ...before.scalars };
-    for (const name of SCALARS) {
-      const id = this.#scalarRegs[name];
-      if (id === undefined) continue;
-      const value = this.#reg(id);
-      scalars[name] = this.#wide || id === SCALAR_REGS[name]
-        ? value
-        : (before.scalars[name] & ~0xffff_ffffn) | (value & 0xffff_ffffn);
-    }
-    scalars.cr0 = this.#reg(UcX86Reg.CR0);
-    scalars.cr3 = this.#reg(UcX86Reg.CR3);
-    scalars.cr4 = this.#reg(UcX86Reg.CR4);
-    scalars.efer = this.#readMsr(MSR_EFER);
-    const segments = { ...before.segments } as Record<SegmentName, Segment>;
-    if (this.#wide) {
-      segments.fs = { ...segments.fs, base: this.#reg(UcX86Reg.FS_BASE) };
-      segments.gs = { ...segments.gs, base: this.#reg(UcX86Reg.GS_BASE) };
-    }
-    const gdtr = this.#readMmr(UcX86Reg.GDTR);
-    const idtr = this.#readMmr(UcX86Reg.IDTR);
-    const state: CpuState = {
-      scalars,
-      segments,
-      gdtr: { base: gdtr.base, limit: gdtr.limit },
-      idtr: { base: idtr.base, limit: idtr.limit },
-    };
-    if (before.kernelGsBase !== undefined) {
-      state.kernelGsBase = this.#readMsr(MSR_KERNEL_GS_BASE);
-    }
-    void SEGMENTS;
-    return state;
-  }
-
   close(): void {
     this.#uc.uc_close(this.#engine);
     for (const callback of this.#callbacks) callback.close();
     this.#callbacks = [];
   }
-}
-
-/** A GDT descriptor (8 bytes) for a segment's base, limit and VMX access rights. */
-function descriptor(seg: Segment): Uint8Array {
-  const granular = (seg.access & 0x8000) !== 0;
-  const limit = granular ? seg.limit >>> 12 : seg.limit;
-  const base = Number(seg.base & 0xffff_ffffn);
-  const low = (limit & 0xffff) | ((base & 0xffff) << 16);
-  const high = ((base >>> 16) & 0xff) | ((seg.access & 0xff) << 8) | (limit & 0xf_0000) |
-    (((seg.access >> 12) & 0xf) << 20) | (base & 0xff00_0000);
-  const bytes = new Uint8Array(8);
-  const view = new DataView(bytes.buffer);
-  view.setUint32(0, low >>> 0, true);
-  view.setUint32(4, high >>> 0, true);
-  return bytes;
-}
-
-/** VMX access rights as QEMU's segment-cache flags (the descriptor's high dword, bits 8-23). */
-function qemuFlags(access: number): number {
-  return ((access & 0xff) << 8) | (((access >> 12) & 0xf) << 20);
-}
-
-function strerror(uc: UnicornSymbols, err: number): string {
-  const p = uc.uc_strerror(err);
-  return p === null ? `error ${err}` : `${Deno.UnsafePointerView.getCString(p)} (${err})`;
-}
-
-function check(uc: UnicornSymbols, err: number, what: string): void {
-  if (err !== UcErr.OK) throw new Error(`${what} failed: ${strerror(uc, err)}`);
 }
