@@ -80,6 +80,11 @@ export class EmulatedControl {
     this.#breakpoints.delete(key(bp));
   }
 
+  /** Forgets every breakpoint and watchpoint (detach). */
+  clearBreakpoints(): void {
+    this.#breakpoints.clear();
+  }
+
   /** One instruction of `vcpu`. */
   async step(vcpu: number, thread: number): Promise<StopEvent> {
     const emulation = this.#ready();
@@ -132,13 +137,20 @@ export class EmulatedControl {
     return this.#run !== undefined;
   }
 
-  /** The emulated continue's stop; `signal` (Ctrl-C) ends it at the next slice. */
+  /**
+   * The emulated continue's stop. `signal` (Ctrl-C) ends the run at its next slice; once what
+   * it ran is committed, this rejects with an AbortError, as a native run's wait does (the
+   * session then stops the VM and reports the interrupt).
+   */
   async wait(signal: AbortSignal): Promise<StopEvent> {
     const run = this.#run!;
     const onAbort = () => this.#interrupted = true;
+    if (signal.aborted) onAbort();
     signal.addEventListener("abort", onAbort, { once: true });
     try {
-      return await run;
+      const event = await run;
+      if (signal.aborted) throw new DOMException("waitForStop was aborted", "AbortError");
+      return event;
     } finally {
       signal.removeEventListener("abort", onAbort);
       this.#run = undefined;
@@ -159,7 +171,14 @@ export class EmulatedControl {
 
   /** Guest RAM may have changed (a vCPU ran natively): the next run takes a fresh image. */
   forget(): void {
-    this.#emulation?.forget();
+    const emulation = this.#emulation;
+    if (this.#run === undefined) {
+      emulation?.forget();
+      return;
+    }
+    // Never under a run in progress: end it, then drop its engines.
+    this.#interrupted = true;
+    this.#run.finally(() => emulation?.forget()).catch(() => {});
   }
 
   /** `monitor emulation`: what the last run did. */

@@ -328,7 +328,10 @@ export class VmTarget implements DebugTarget {
         return event;
       }).catch((error) => {
         this.#invalidate();
-        if (error instanceof TargetError || error instanceof TargetGoneError) throw error;
+        const aborted = error instanceof DOMException && error.name === "AbortError";
+        if (aborted || error instanceof TargetError || error instanceof TargetGoneError) {
+          throw error;
+        }
         throw new TargetError(`Emulation failed: ${(error as Error).message}`, EIO);
       });
     }
@@ -358,6 +361,9 @@ export class VmTarget implements DebugTarget {
 
   async detach(): Promise<void> {
     await this.emulated.halt();
+    // The guest runs on natively after a detach, whatever breakpoints were left (a dropped
+    // connection leaves them): never into another emulated run.
+    this.emulated.clearBreakpoints();
     if (this.#gone !== undefined) {
       this.#stopTimer();
       return;
@@ -424,6 +430,7 @@ export class VmTarget implements DebugTarget {
   /** Resumes what this debugger stopped (if anything) and closes the VM. */
   async close(): Promise<void> {
     await this.detach();
+    this.emulated.forget(); // the emulator's engines and its copy of guest RAM
     // Last chance for a vCPU whose resume failed: never leave the VM parked behind us.
     for (let tries = 0; this.control.stranded.size > 0 && tries < 50; tries++) {
       try {

@@ -138,3 +138,33 @@ Deno.test("VmTarget: step and an emulated continue to a breakpoint; without --al
   const readOnly = new VmTarget(machineVm(code), { emulation: { factory: lib } });
   assert.match(readOnly.unsupported("step")!, /--allow-write/);
 });
+
+Deno.test("Ctrl-C ends an emulated continue (what ran is committed, the wait aborts); a detach runs natively", async () => {
+  // l: inc rax; inc rbx; jmp l -- with a breakpoint it never reaches
+  const lib = loadEmulator(unicornPath());
+  const vm = machineVm([0x48, 0xff, 0xc0, 0x48, 0xff, 0xc3, 0xeb, 0xf8]);
+  const target = new VmTarget(vm, {
+    heldPollMs: 5,
+    emulation: { factory: lib, writer: writerFor(vm, []) },
+  });
+  try {
+    await target.stop();
+    target.insertBreakpoint({ kind: "sw", address: CODE + 0x100n, length: 1 });
+    await target.resume();
+    const ctrlC = new AbortController();
+    setTimeout(() => ctrlC.abort(), 300);
+    await assert.rejects(target.waitForStop(ctrlC.signal), (e: Error) => e.name === "AbortError");
+    const rax = vm.getRegister(0, VmReg.RAX);
+    assert.ok(rax > 1000n, `ran ${rax} turns before the Ctrl-C`);
+    const rip = vm.getRegister(0, VmReg.RIP);
+    assert.ok([CODE, CODE + 3n, CODE + 6n].includes(rip), `at an instruction: ${rip}`);
+    const stop = await target.stop();
+    assert.equal(stop.kind, "stopped");
+    assert.match(target.monitor("emulation", 1), /interrupted \(Ctrl-C\)/);
+  } finally {
+    await target.close();
+    lib.close();
+  }
+  // The breakpoint was still set at the detach: the guest runs on natively, not emulated.
+  assert.deepEqual([...vm.debug], []);
+});
