@@ -24,6 +24,9 @@ import {
 import { QemuReference } from "../../tests/emu/qemu_reference.ts";
 import { freePort } from "../../tests/helpers/stub.ts";
 import { CMDLINE, vmlinuxPath } from "../../tests/linux/linux.ts";
+import { demoVm, GUEST_ELF } from "../../tests/emu/demo_vm.ts";
+import { serve } from "../../rsp/server.ts";
+import { VmTarget } from "../../vmm/target.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -92,6 +95,26 @@ try {
   image.close();
   Deno.removeSync(snapshot);
 
+  // gdb's stepi: ours (the demo guest's image, emulated, served in this process) against QEMU's
+  // gdbstub stepping the Linux kernel above (its raw connection closed: one debugger at a time).
+  qemu.disconnect();
+  const lib2 = loadEmulator(unicornPath());
+  const target = new VmTarget(demoVm(), { allowWrite: true, emulation: { factory: lib2 } });
+  const server = serve(target, { hostname: "127.0.0.1", port: 0 });
+  try {
+    const n = Math.min(STEPS, 500);
+    const ours = await gdbStepiMicros(`127.0.0.1:${server.addr.port}`, GUEST_ELF, n);
+    const theirs = await gdbStepiMicros(qemu.gdbAddress, undefined, n);
+    console.log(
+      `| gdb \`stepi\` round trip (stepi ${n}, less stepi 1) | ${ours.toFixed(0)} µs | ` +
+        `${theirs.toFixed(0)} µs | ${(ours / theirs).toFixed(2)}x |`,
+    );
+  } finally {
+    await server.close();
+    await target.close();
+    lib2.close();
+  }
+
   // The same on a loop that never leaves the CPU (Linux's boot soon reaches CPUID or port I/O):
   // l: add rax, rcx; mov [DATA], rax; dec rcx; jnz l, from rcx = 2^31.
   const file = Deno.makeTempFileSync({ suffix: ".ram" });
@@ -122,6 +145,35 @@ try {
 } finally {
   await qemu.stop();
   lib.close();
+}
+
+/**
+ * gdb's `stepi` round trip: the time of `stepi N+1` less `stepi 1` in one gdb session each,
+ * divided by N (gdb reads registers after every step).
+ */
+async function gdbStepiMicros(
+  address: string,
+  file: string | undefined,
+  n: number,
+): Promise<number> {
+  const run = async (count: number) => {
+    const args = [
+      "-nx",
+      "-batch",
+      "-ex",
+      "set pagination off",
+      "-ex",
+      "set architecture i386:x86-64",
+    ];
+    if (file !== undefined) args.push("-ex", `file ${file}`);
+    args.push("-ex", `target remote ${address}`, "-ex", `stepi ${count}`);
+    const t = performance.now();
+    await new Deno.Command("gdb", { args, stdout: "null", stderr: "null" }).output();
+    return performance.now() - t;
+  };
+  const base = await run(1);
+  const many = await run(n + 1);
+  return (many - base) * 1000 / n;
 }
 
 function qemuAccel(): string {

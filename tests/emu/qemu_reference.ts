@@ -18,13 +18,16 @@ export class QemuReference {
   #dir: string;
   #process: Deno.ChildProcess;
   #rsp: RspClient;
+  #port: number;
 
   private constructor(
     dir: string,
     ramBytes: number,
     process: Deno.ChildProcess,
     rsp: RspClient,
+    port: number,
   ) {
+    this.#port = port;
     this.#dir = dir;
     this.ramFile = `${dir}/ram`;
     this.ramBytes = ramBytes;
@@ -64,7 +67,7 @@ export class QemuReference {
     if (rsp === undefined) throw new Error("QEMU's gdbstub did not come up");
     await rsp.handshake();
     await rsp.stopReason();
-    return new QemuReference(dir, memMiB * 1024 * 1024, process, rsp);
+    return new QemuReference(dir, memMiB * 1024 * 1024, process, rsp, port);
   }
 
   /** Runs until a hardware breakpoint at `address` (then removes it). */
@@ -156,6 +159,16 @@ export class QemuReference {
     } finally {
       conn.close();
     }
+  }
+
+  /** Closes the gdbstub connection (QEMU serves one debugger), leaving QEMU stopped. */
+  disconnect(): void {
+    this.#rsp.close();
+  }
+
+  /** Where QEMU's gdbstub listens. */
+  get gdbAddress(): string {
+    return `127.0.0.1:${this.#port}`;
   }
 
   async stop(): Promise<void> {
