@@ -32,10 +32,10 @@ export interface SessionState {
   threadCursor: number;
   /**
    * Breakpoints and watchpoints the client inserted that the target cannot honour, by packet
-   * (`Z0,addr,kind`): accepted so that the client goes on to resume, where the refusal can
-   * be shown in words (gdb 13 and lldb 14 drop the text of an error reply to `Z`).
+   * (`Z0,addr,kind`), with why: accepted so that the client goes on to resume, where the
+   * refusal can be shown in words (gdb 13 and lldb 14 drop the text of an error reply to `Z`).
    */
-  unarmed: Map<string, Breakpoint>;
+  unarmed: Map<string, { breakpoint: Breakpoint; reason: string }>;
   /**
    * `monitor breakpoints ignore`: continues run past unarmed breakpoints (with a note) instead
    * of being refused, for breakpoints a user cannot delete (gdb's internal ones, such as the

@@ -432,6 +432,7 @@ export class Session {
       this.#noteStop(event);
       if (event.kind === "exited") await this.#console(`${event.message}\n`);
       else if (event.console !== undefined) await this.#console(event.console);
+      else if (event.reason?.type === "refused") await this.#console(`${event.reason.message}\n`);
       const writer = new PacketWriter(64);
       writer.begin().text(this.#stopReply(this.#state.lastStop));
       await this.#send(writer);

@@ -63,6 +63,14 @@ async function resume(
   const thread = command.kind === "step"
     ? (command.thread ?? ctx.thread(ctx.state.continueThread))
     : (command.threads?.[0] ?? ctx.thread(ctx.state.continueThread));
+  // Every thread named must exist, before anything runs or any stop names it.
+  const known = new Set(ctx.target.threads().map((t) => t.id));
+  const unknown = [thread, ...(command.kind === "continue" ? command.threads ?? [] : [])]
+    .find((t) => !known.has(t));
+  if (unknown !== undefined) {
+    ctx.error(ErrorCode.noThread, `Thread ${unknown} does not exist`);
+    return;
+  }
   if (ctx.takeInterrupt()) {
     // The Ctrl-C that crossed the last stop reply: this resume is its answer.
     const event: StopEvent = {
@@ -101,14 +109,6 @@ async function resume(
   if (ctx.state.unarmed.size > 0) {
     if (!ctx.state.ignoreUnarmed) return await refuse(ctx, unarmedReason(ctx), thread);
     await ctx.console(`Running past ${namedUnarmed(ctx)} (monitor breakpoints ignore).\n`);
-  }
-  if (command.threads !== undefined) {
-    const known = new Set(ctx.target.threads().map((t) => t.id));
-    const unknown = command.threads.find((t) => !known.has(t));
-    if (unknown !== undefined) {
-      ctx.error(ErrorCode.noThread, `Thread ${unknown} does not exist`);
-      return;
-    }
   }
   try {
     await ctx.resume(command.threads);
@@ -155,16 +155,20 @@ function moveTo(ctx: Context, thread: number, address: bigint): string | undefin
 
 /** The unarmed breakpoints in words: "the breakpoint at 0x… and the write watchpoint …". */
 function namedUnarmed(ctx: Context): string {
-  const list = [...ctx.state.unarmed.values()].map(describeBreakpoint);
+  const list = [...ctx.state.unarmed.values()].map((u) => describeBreakpoint(u.breakpoint));
   const shown = list.length > 3 ? [...list.slice(0, 3), `${list.length - 3} more`] : list;
   return shown.length === 1 ? shown[0]! : `${shown.slice(0, -1).join(", ")} and ${shown.at(-1)}`;
 }
 
 function unarmedReason(ctx: Context): string {
-  const why = ctx.target.unsupported("breakpoint") ?? "Breakpoints are not supported";
+  const reasons = new Set([...ctx.state.unarmed.values()].map((u) => u.reason));
+  const why = [...reasons].map((r) => (r.endsWith(".") ? r : `${r}.`)).join(" ");
+  // lldb keeps a refused step-out's plan, and re-inserts its breakpoint at every continue.
+  const lldb = ctx.state.gdbClient ? "" : " A refused 'thread step-out' stays pending until " +
+    "'thread plan discard 1'.";
   return `Cannot continue: the VM would run past ${namedUnarmed(ctx)}, which cannot be set. ` +
-    `${why.endsWith(".") ? why : `${why}.`} The VM stays stopped: delete or disable them to ` +
-    "continue (or 'monitor breakpoints ignore' to run past them).";
+    `${why} The VM stays stopped: delete or disable them to continue (or 'monitor ` +
+    `breakpoints ignore' to run past them).${lldb}`;
 }
 
 /**
@@ -186,8 +190,9 @@ export function breakpointsMonitor(ctx: Context, command: string): string | unde
 }
 
 /**
- * `Z`/`z`: through the target where it can honour them. Otherwise the insert is accepted but
- * remembered as unarmed, and the next continue is refused with the reason (see
+ * `Z`/`z`: through the target where it can honour them. Otherwise (no breakpoints at all, or
+ * the target refused this one with a TargetError) the insert is accepted but remembered as
+ * unarmed, with the reason, and the next continue is refused in words (see
  * {@link SessionState.unarmed}): an error reply's text never reaches the user, and an empty
  * reply would make gdb fall back to writing int3 into guest memory.
  */
@@ -199,16 +204,22 @@ export function breakpoint(ctx: Context, _args: string, body: string): void {
   }
   const { target, state } = ctx;
   const key = body.slice(1).split(";")[0]!;
-  if (
-    target.insertBreakpoint !== undefined && target.removeBreakpoint !== undefined &&
-    target.unsupported("breakpoint") === undefined
-  ) {
-    if (parsed.insert) target.insertBreakpoint(parsed.breakpoint);
-    else target.removeBreakpoint(parsed.breakpoint);
-  } else if (parsed.insert) {
-    state.unarmed.set(key, parsed.breakpoint);
+  const missing = target.insertBreakpoint === undefined || target.removeBreakpoint === undefined
+    ? (target.unsupported("breakpoint") ?? "Breakpoints are not supported")
+    : target.unsupported("breakpoint");
+  const { breakpoint } = parsed;
+  if (!parsed.insert) {
+    // One that never got in is only forgotten.
+    if (!state.unarmed.delete(key) && missing === undefined) target.removeBreakpoint!(breakpoint);
+  } else if (missing !== undefined) {
+    state.unarmed.set(key, { breakpoint, reason: missing });
   } else {
-    state.unarmed.delete(key);
+    try {
+      target.insertBreakpoint!(breakpoint);
+    } catch (error) {
+      if (!(error instanceof TargetError)) throw error;
+      state.unarmed.set(key, { breakpoint, reason: error.message });
+    }
   }
   ctx.reply.text("OK");
 }

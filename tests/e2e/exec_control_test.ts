@@ -46,10 +46,15 @@ function imageBackend(allowWrite: boolean): Backend {
   );
   const at = (name: string) =>
     BigInt(`0x${new RegExp(`^(\\w+) \\w ${name}$`, "m").exec(symbols)![1]}`);
+  // The return address: the instruction after work_loop's call of tick.
+  const code = new TextDecoder().decode(
+    new Deno.Command("objdump", { args: ["-d", GUEST_ELF] }).outputSync().stdout,
+  );
+  const call = /call +[0-9a-f]+ <tick>\n *([0-9a-f]+):/.exec(code)!;
   const target = new ElfTarget(GUEST_ELF, {
     pc: at("tick") + 7n, // past the prologue: rbp is set up
     sp: at("stacks") + 0x1000n,
-    returnTo: at("work_loop") + 0x3dn, // after its call of tick
+    returnTo: BigInt(`0x${call[1]}`),
   }, { threads: 4, allowWrite });
   const server = serve(target, { hostname: "127.0.0.1", port: 0 });
   return {
@@ -97,8 +102,8 @@ async function vmBackend(allowWrite: boolean): Promise<Backend> {
       assert.ok(await probe.running([0, 1]), "the guest runs again");
     },
     async resumed(cpu = 0) {
-      await probe.waitHeld([cpu], true, 60_000);
-      assert.ok(await probe.waitHeld([cpu], false, 60_000), `vCPU ${cpu} runs`);
+      await probe.waitHeld([cpu], true, 120_000);
+      assert.ok(await probe.waitHeld([cpu], false, 120_000), `vCPU ${cpu} runs`);
     },
     async assertRanOnly2() {
       // Checked while vCPU 1 runs, before the Ctrl-C.
@@ -226,6 +231,7 @@ function lldbScript(address: string): LldbStep[] {
     ...resumes("thread step-over"),
     ...resumes("thread step-inst"),
     ...resumes("thread step-out"),
+    "thread plan discard 1", // or every continue would re-insert the step-out's breakpoint
     "breakpoint set -n spin",
     ...resumes("process continue"),
     "breakpoint delete 1",
@@ -249,6 +255,16 @@ function assertLldb(output: string, allowWrite: boolean): void {
     output,
   );
   assert.match(output, /Breakpoint 1: where = guest\.elf`spin/, output);
+  assert.match(output, /A refused 'thread step-out' stays pending until 'thread plan discard 1'\./);
+  const spin =
+    /Breakpoint 1: where = guest\.elf`spin[^\n]*address = (0x[0-9a-f]+)/.exec(output)![1];
+  assert.match(
+    output,
+    new RegExp(
+      `stop reason = Cannot continue: the VM would run past the breakpoint at ${spin}, which`,
+    ),
+    "after the plan is discarded, only the user's breakpoint is left",
+  );
   assert.match(
     output,
     new RegExp(

@@ -50,3 +50,32 @@ Deno.test("errno comes from libc and becomes a readable VmmError", () => {
   assert.equal(errnoName(6), "ENXIO");
   assert.equal(errnoName(9999), "E9999");
 });
+
+Deno.test({
+  name: "guest RAM mapped writable (--allow-write) is written through; read-only refuses",
+  ignore: Deno.build.os !== "linux",
+}, () => {
+  // A memfd stands in for the VM's device fd: both are shared mappings at offset = address.
+  const c = Deno.dlopen("libc.so.6", {
+    memfd_create: { parameters: ["buffer", "u32"], result: "i32" },
+    ftruncate: { parameters: ["i32", "i64"], result: "i32" },
+    close: { parameters: ["i32"], result: "i32" },
+  });
+  const fd = c.symbols.memfd_create(new TextEncoder().encode("ram\0"), 0);
+  assert.ok(fd >= 0);
+  assert.equal(c.symbols.ftruncate(fd, 0x2000n), 0);
+  const writable = MappedRange.map(fd, 0x1000n, 0x1000n, true);
+  const readOnly = MappedRange.map(fd, 0x1000n, 0x1000n);
+  try {
+    assert.throws(() => readOnly.write(0x1800n, Uint8Array.of(1)), /mapped read-only/);
+    writable.write(0x1ffen, Uint8Array.of(0xab, 0xcd));
+    const back = new Uint8Array(2);
+    readOnly.read(0x1ffen, back);
+    assert.deepEqual([...back], [0xab, 0xcd], "the write reached the shared memory");
+  } finally {
+    writable.unmap();
+    readOnly.unmap();
+    c.symbols.close(fd);
+    c.close();
+  }
+});

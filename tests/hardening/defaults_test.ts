@@ -101,6 +101,7 @@ Deno.test({
       assert.equal(await client.ask("p10"), ripBefore);
       // `k` detaches; it never destroys the VM.
       await client.send("k");
+      assert.match(await client.reply() ?? "", /^E\.bhyve-gdbstub never kills a VM: it detached/);
       assert.equal(await client.reply(), undefined);
       await observer.allRunning(CPUS, 5000); // the VM is alive and runs
       assert.equal(await server.exited(200), undefined, "the server keeps serving");

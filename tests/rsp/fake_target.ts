@@ -6,6 +6,7 @@
  * @module
  */
 import {
+  type Breakpoint,
   type Capability,
   type DebugTarget,
   type FeatureInfo,
@@ -97,6 +98,8 @@ export interface FakeOptions {
   monitor?: boolean;
   /** When set, memory and register writes work (as with `--allow-write`). */
   allowWrite?: boolean;
+  /** When set, breakpoints work, except access watchpoints (refused with a TargetError). */
+  breakpoints?: boolean;
 }
 
 /** The fake target; `calls` records run-control and memory calls in order. */
@@ -107,6 +110,9 @@ export class FakeTarget implements DebugTarget {
   readonly #threadCount: number;
   readonly #canStep: boolean;
   readonly #allowWrite: boolean;
+  readonly #breakpoints: boolean;
+  insertBreakpoint?: (bp: Breakpoint) => void;
+  removeBreakpoint?: (bp: Breakpoint) => void;
   /** Registers written, by thread and regnum: later reads return them. */
   readonly written = new Map<string, Uint8Array>();
   #running = false;
@@ -129,6 +135,18 @@ export class FakeTarget implements DebugTarget {
     }
     for (let i = 0; i < MEMORY_SIZE; i++) this.memory[i] = i & 0xff;
     this.#allowWrite = options.allowWrite ?? false;
+    this.#breakpoints = options.breakpoints ?? false;
+    if (this.#breakpoints) {
+      this.insertBreakpoint = (bp: Breakpoint) => {
+        if (bp.kind === "access") {
+          throw new TargetError("Access watchpoints are not available: the fake has none", 1);
+        }
+        this.calls.push(`insert ${bp.kind} ${bp.address.toString(16)}`);
+      };
+      this.removeBreakpoint = (bp: Breakpoint) => {
+        this.calls.push(`remove ${bp.kind} ${bp.address.toString(16)}`);
+      };
+    }
     if (options.monitor !== false) {
       this.monitor = (command: string, thread: number) => {
         if (command === "fail") throw new TargetError("monitor failed on purpose", 22);
@@ -233,7 +251,9 @@ export class FakeTarget implements DebugTarget {
       case "step":
         return this.#canStep ? undefined : "Single-step is not available: the fake cannot step";
       case "breakpoint":
-        return "Breakpoints are not available: the fake has no breakpoint exits";
+        return this.#breakpoints
+          ? undefined
+          : "Breakpoints are not available: the fake has no breakpoint exits";
       case "write-memory":
         return this.#allowWrite
           ? undefined

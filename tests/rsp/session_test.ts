@@ -320,6 +320,7 @@ Deno.test("per-thread continue runs only that thread; the Ctrl-C stop names it",
   s.conn.push("\x03");
   assert.equal(await s.conn.reply(), "T02thread:2;");
   assert.equal(await s.conn.ask("vCont;c:9"), "E03");
+  assert.equal(await s.conn.ask("vCont;s:9"), "E03");
   assert.deepEqual(s.target.calls, ["stop", "resume 2", "waitForStop", "stop"]);
   await finish(s);
 });
@@ -419,7 +420,7 @@ Deno.test("an unexpected failure is reported and the session goes on", async () 
   await finish(s);
 });
 
-Deno.test("D detaches, replies OK and closes; k detaches without a reply", async () => {
+Deno.test("D detaches, replies OK and closes; k detaches, says so and closes", async () => {
   const d = await startGdb();
   assert.equal(await d.conn.ask("D"), "OK");
   await d.done;
@@ -532,4 +533,47 @@ Deno.test("monitor breakpoints ignore: a continue runs past unarmed breakpoints,
   assert.match(await ask("breakpoints refuse"), /a continue is refused while any is set/);
   await refusal(s, "c");
   await finish(s);
+});
+
+Deno.test("a target with breakpoints gets Z/z; one it refuses is unarmed, with its reason", async () => {
+  const s = await startGdb({ breakpoints: true });
+  assert.equal(await s.conn.ask("Z0,1000,1"), "OK");
+  assert.equal(await s.conn.ask("Z4,2000,4"), "OK");
+  const message = await refusal(s, "c");
+  assert.match(
+    message,
+    /^Cannot continue: the VM would run past the access watchpoint on 4 bytes at 0x2000, which cannot be set\. Access watchpoints are not available: the fake has none\. The VM stays stopped/,
+  );
+  assert.equal(await s.conn.ask("z4,2000,4"), "OK");
+  assert.equal(await s.conn.ask("z0,1000,1"), "OK");
+  assert.deepEqual(s.target.calls, ["stop", "insert sw 1000", "remove sw 1000"]);
+  await finish(s);
+});
+
+Deno.test("a step the target refuses is reported in words as a no-signal stop", async () => {
+  const s = await startGdb({ canStep: true });
+  const message = "Cannot emulate this instruction: the fake says no";
+  s.target.step = () =>
+    Promise.resolve({
+      kind: "stopped",
+      thread: 1,
+      signal: 5, // the session derives the signal from the reason
+      reason: { type: "refused", message },
+    });
+  assert.equal(await refusal(s, "vCont;s:1"), message);
+  assert.equal(
+    await s.conn.ask("?"),
+    `T00thread:1;reason:exception;description:${textToHex(message)};`,
+  );
+  await finish(s);
+});
+
+Deno.test("the attach reports SIGTRAP whatever the target's stop says (w mode held it before)", async () => {
+  const target = new FakeTarget();
+  target.stop = () =>
+    Promise.resolve({ kind: "stopped", thread: 1, signal: 2, reason: { type: "interrupt" } });
+  const conn = new MockConnection();
+  const done = new Session(target, conn).run();
+  assert.equal(await conn.ask("?"), "T05thread:1;");
+  await finish({ conn, done });
 });
