@@ -217,9 +217,13 @@ memory by virtual address through that vCPU's page tables (and in-kernel MMIO su
 the local APIC), stop the guest (Ctrl-C) and continue it; the guest is held while a
 debugger is attached and runs again when it detaches or the connection drops.
 
+Single-step, breakpoints and watchpoints cannot come from bhyve to a separate process (its
+own threads take those exits): with --allow-write and libunicorn (--unicorn), the held vCPU's
+instructions are executed by emulation instead and written back; instructions that cannot be
+emulated faithfully (port I/O, MMIO, x87/SSE, MSRs, CPUID, ...) are refused with the reason,
+and interrupts are not delivered during an emulated run.
+
 What cannot be done from outside a stock bhyve (the VM exits go to bhyve's own threads):
-  - single-step and breakpoints (software or hardware): bhyve continues the trap or,
-    for a breakpoint exit, aborts the whole VM; use bhyve's own -G to get them;
   - a stop at the very first instruction: bhyve starts the boot vCPU itself; 'w' stops
     the guest as soon as its vCPUs appear, which is the earliest possible from outside;
   - reading MMIO that bhyve emulates in its own process (PCI BARs, framebuffer);
