@@ -217,8 +217,8 @@ memory by virtual address through that vCPU's page tables (and in-kernel MMIO su
 the local APIC), stop the guest (Ctrl-C) and continue it; the guest is held while a
 debugger is attached and runs again when it detaches or the connection drops.
 
-Single-step, breakpoints and watchpoints cannot come from bhyve to a separate process (its
-own threads take those exits): with --allow-write and libunicorn (--unicorn), the held vCPU's
+A separate process gets no single-step, breakpoints or watchpoints from bhyve (its own
+threads take those exits): with --allow-write and libunicorn (--unicorn), the held vCPU's
 instructions are executed by emulation instead and written back; instructions that cannot be
 emulated faithfully (port I/O, MMIO, x87/SSE, MSRs, CPUID, ...) are refused with the reason,
 and interrupts are not delivered during an emulated run.
