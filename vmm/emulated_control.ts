@@ -57,7 +57,10 @@ export class EmulatedControl {
 
   /** Why emulation is unavailable, in words; undefined when it is available. */
   unavailable(): string | undefined {
-    if (typeof this.#setup.factory === "string") return this.#setup.factory;
+    // One line: clients show it as a stop's description, where a line break ends it.
+    if (typeof this.#setup.factory === "string") {
+      return this.#setup.factory.replace(/\s*\n\s*/g, " ");
+    }
     if (this.#setup.writer === undefined) return NO_WRITE;
     return undefined;
   }

@@ -168,3 +168,16 @@ Deno.test("Ctrl-C ends an emulated continue (what ran is committed, the wait abo
   // The breakpoint was still set at the detach: the guest runs on natively, not emulated.
   assert.deepEqual([...vm.debug], []);
 });
+
+Deno.test("without libunicorn, stepping says how to get it, on one line", () => {
+  const target = new VmTarget(new FakeVm(), {
+    allowWrite: true,
+    emulation: { factory: "Cannot load libunicorn. Tried:\n  libunicorn.so.2: missing\nGet it." },
+  });
+  const why = target.unsupported("step")!;
+  assert.match(
+    why,
+    /^Single-step is not available: .*outside bhyve.*Tried: libunicorn\.so\.2: missing Get it\.$/,
+  );
+  assert.ok(!why.includes("\n"));
+});
