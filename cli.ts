@@ -2,11 +2,12 @@
  * The command line of bhyve-gdbstub: parsing and the help text.
  *
  * Parsing is pure (no I/O) so that every bad argument can be tested for its one-line message.
- * `node:util` parseArgs stands in for JSR's `@std/cli`, which cannot be installed here.
+ * `node:util` parseArgs reads it: a Deno built-in, so the program needs nothing but Deno.
  *
  * @module
  */
 import { parseArgs } from "node:util";
+import { type Level, LEVELS } from "./log/record.ts";
 
 export const VERSION = "0.1.0";
 
@@ -31,8 +32,9 @@ export interface ListenSpec {
   port: number;
 }
 
-export const LOG_LEVELS = ["trace", "debug", "info", "warning", "error", "fatal"] as const;
-export type LogLevel = typeof LOG_LEVELS[number];
+/** The log levels, lowest first: the logger's own list (log/record.ts). */
+export const LOG_LEVELS = LEVELS;
+export type LogLevel = Level;
 
 export interface Options {
   vm: string;
@@ -46,12 +48,37 @@ export interface Options {
   emuBudget?: { instructions: number; milliseconds?: number };
   /** `--allow-write`: memory and register writes reach the guest (off by default). */
   allowWrite?: boolean;
+  /** `--max-hold`: release the guest once a debugger has held it this long (ms); off if unset. */
+  maxHoldMs?: number;
+  /** `--stall-timeout`: bound on a half-sent packet or an unread reply (ms). */
+  stallTimeoutMs?: number;
+  /** Where `monitor dump NAME` may write (`--dump-dir`); without it the command is refused. */
+  dumpDir?: string;
+}
+
+/** `release --vm NAME`: resume the vCPUs a killed bhyve-gdbstub left held, then exit. */
+export interface ReleaseOptions {
+  vm: string;
+  vmmapi?: string;
+}
+
+/** `bhyve-gdbstub dump --vm NAME -o FILE [--paging] [--live] [--force]`. */
+export interface DumpCommandOptions {
+  vm: string;
+  output: string;
+  paging: boolean;
+  live: boolean;
+  force: boolean;
+  vmmapi?: string;
+  logLevel: LogLevel;
 }
 
 export type Command =
   | { kind: "help" }
   | { kind: "version" }
-  | { kind: "run"; options: Options };
+  | { kind: "run"; options: Options }
+  | { kind: "release"; options: ReleaseOptions }
+  | { kind: "dump"; options: DumpCommandOptions };
 
 /** A command-line mistake: main prints `message` on one line and exits with status 2. */
 export class UsageError extends Error {
@@ -103,6 +130,13 @@ export function parseCommandLine(
   args: string[],
   env: { get(name: string): string | undefined } = { get: () => undefined },
 ): Command {
+  // Subcommands: the first word picks one; anything else is the server's command line.
+  switch (args[0]) {
+    case "release":
+      return parseRelease(args.slice(1), env);
+    case "dump":
+      return parseDumpCommand(args.slice(1), env);
+  }
   let parsed;
   try {
     parsed = parseArgs({
@@ -116,7 +150,10 @@ export function parseCommandLine(
         unicorn: { type: "string" },
         "emu-budget": { type: "string" },
         "log-level": { type: "string" },
+        "max-hold": { type: "string" },
+        "stall-timeout": { type: "string" },
         "allow-write": { type: "boolean" },
+        "dump-dir": { type: "string" },
         help: { type: "boolean", short: "h" },
         version: { type: "boolean", short: "V" },
       },
@@ -147,7 +184,106 @@ export function parseCommandLine(
   const unicorn = v.unicorn ?? env.get("BHYVE_GDBSTUB_UNICORN");
   if (unicorn !== undefined && unicorn !== "") options.unicorn = unicorn;
   if (v["emu-budget"] !== undefined) options.emuBudget = parseBudget(v["emu-budget"]);
+  if (v["max-hold"] !== undefined) options.maxHoldMs = parseDuration("--max-hold", v["max-hold"]);
+  if (v["stall-timeout"] !== undefined) {
+    options.stallTimeoutMs = parseDuration("--stall-timeout", v["stall-timeout"]);
+  }
+  if (v["dump-dir"] !== undefined) {
+    if (v["dump-dir"] === "") throw new UsageError("--dump-dir needs a directory");
+    options.dumpDir = v["dump-dir"];
+  }
   return { kind: "run", options };
+}
+
+function parseRelease(
+  args: string[],
+  env: { get(name: string): string | undefined },
+): Command {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      strict: true,
+      allowPositionals: false,
+      options: { vm: { type: "string" }, vmmapi: { type: "string" } },
+    });
+  } catch (error) {
+    throw new UsageError(`release: ${describeParseError(error)}`);
+  }
+  const { vm } = parsed.values;
+  if (vm === undefined || vm === "") throw new UsageError("release: --vm NAME is required");
+  if (vm.includes("/")) throw new UsageError(`--vm ${vm}: a VM name cannot contain '/'`);
+  const options: ReleaseOptions = { vm };
+  const vmmapi = parsed.values.vmmapi ?? env.get("BHYVE_GDBSTUB_VMMAPI");
+  if (vmmapi !== undefined && vmmapi !== "") options.vmmapi = vmmapi;
+  return { kind: "release", options };
+}
+
+const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/**
+ * Parses a duration: a number with a unit, `ms`, `s`, `m` or `h` (a bare number is seconds).
+ *
+ * @example
+ * parseDuration("--max-hold", "90s"); // 90000
+ */
+export function parseDuration(option: string, text: string): number {
+  const match = /^([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)?$/.exec(text);
+  const ms = match ? Number(match[1]) * UNITS[match[2] ?? "s"]! : NaN;
+  if (!Number.isFinite(ms) || ms < 1 || ms > 2 ** 31 - 1) {
+    throw new UsageError(`${option} ${text}: expected a duration such as 500ms, 30s, 5m or 1h`);
+  }
+  return Math.round(ms);
+}
+
+function parseDumpCommand(
+  args: string[],
+  env: { get(name: string): string | undefined },
+): Command {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        vm: { type: "string" },
+        output: { type: "string", short: "o" },
+        paging: { type: "boolean" },
+        live: { type: "boolean" },
+        force: { type: "boolean" },
+        vmmapi: { type: "string" },
+        "log-level": { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+    });
+  } catch (error) {
+    throw new UsageError(`dump: ${describeParseError(error)}`);
+  }
+  const v = parsed.values;
+  if (v.help) return { kind: "help" };
+  if (v.vm === undefined || v.vm === "") {
+    throw new UsageError("dump: --vm NAME is required: the name of the running bhyve VM");
+  }
+  if (v.vm.includes("/")) throw new UsageError(`dump: --vm ${v.vm}: a VM name cannot contain '/'`);
+  if (v.output === undefined || v.output === "") {
+    throw new UsageError("dump: -o FILE is required: where to write the core");
+  }
+  const logLevel = v["log-level"] ?? "info";
+  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
+    throw new UsageError(`--log-level ${logLevel}: expected one of ${LOG_LEVELS.join(", ")}`);
+  }
+  const options: DumpCommandOptions = {
+    vm: v.vm,
+    output: v.output,
+    paging: v.paging ?? false,
+    live: v.live ?? false,
+    force: v.force ?? false,
+    logLevel: logLevel as LogLevel,
+  };
+  const vmmapi = v.vmmapi ?? env.get("BHYVE_GDBSTUB_VMMAPI");
+  if (vmmapi !== undefined && vmmapi !== "") options.vmmapi = vmmapi;
+  return { kind: "dump", options };
 }
 
 /** `--emu-budget INSTRUCTIONS[:MILLISECONDS]`, both positive integers. */
@@ -184,6 +320,9 @@ No restart of the VM and no cooperation from the guest are needed.
 
 Usage:
   bhyve-gdbstub --vm NAME -G [w][ADDR:]PORT [options]
+  bhyve-gdbstub release --vm NAME [--vmmapi PATH]
+      resume the vCPUs a bhyve-gdbstub killed with SIGKILL left held, then exit
+  bhyve-gdbstub dump --vm NAME -o FILE [--paging] [--live] [--force]
 
 Options:
   --vm NAME            the running VM (/dev/vmm/NAME)
@@ -191,26 +330,49 @@ Options:
                        listen for one debugger on PORT, on 127.0.0.1 unless ADDR is
                        given (IPv6 as [::1]:PORT). A leading 'w' holds the guest until
                        a debugger attaches and continues it; if the VM does not exist
-                       yet, waits for it to appear.
+                       yet, waits for /dev/vmm/NAME to appear and holds its boot vCPU
+                       as bhyve lets it go (see below).
   --vmmapi PATH        the libvmmapi shared library (also BHYVE_GDBSTUB_VMMAPI);
-                       default: libvmmapi.so.6, then libvmmapi.so.5
+                       default: libvmmapi.so.7, .so.6, .so.5, then any other
+                       /usr/lib/libvmmapi.so.*
   --unicorn PATH       libunicorn 2.1 or later, for stepping, breakpoints and watchpoints
                        by emulation (also BHYVE_GDBSTUB_UNICORN); default:
                        libunicorn.so.2, then libunicorn.so
   --emu-budget N[:MS]  how far an emulated continue runs before it stops and says so:
                        N instructions, MS milliseconds (default 100000000:10000)
   --log-level LEVEL    trace, debug (every packet), info (default), warning, error
+  --max-hold DURATION  release the guest once a debugger has held it this long
+                       (e.g. 90s, 5m) and drop that debugger; off by default
+  --stall-timeout DURATION
+                       drop a debugger that leaves a packet half sent or a reply
+                       unread this long (default 30s)
   --allow-write        let the debugger write guest memory (RAM only, through the
                        vCPU's page tables) and registers (set var, set $rax, jump);
                        off by default: nothing is ever written to the guest
+  --dump-dir DIR       let 'monitor dump NAME' write cores into DIR (plain names only,
+                       never overwriting, never following a link); refused without it
   -h, --help           this text
   -V, --version        the version
 
+Dump (save the VM as an ELF core in QEMU's dump-guest-memory layout, for gdb and crash):
+  -o, --output FILE    the core file (refused if it exists, unless --force)
+  --paging             PT_LOADs by virtual address from the boot vCPU's page tables
+                       (QEMU's -p; what gdb needs to read kernel addresses)
+  --live               copy without holding the guest (the image may be torn)
+  --force              replace an existing FILE
+
 Examples:
   bhyve-gdbstub --vm freebsd14 -G 1234
-      then: gdb -ex 'target remote localhost:1234' /boot/kernel/kernel
+      then: gdb /usr/lib/debug/boot/kernel/kernel.debug -ex 'target remote localhost:1234'
+      (the guest kernel's debug file; a Linux guest: the vmlinux from its
+      distribution's debug package, such as Debian's linux-image-VERSION-dbg)
+      lldb: gdb-remote localhost:1234, and 'process plugin packet monitor help'
+      for gdb's 'monitor help'
   bhyve-gdbstub --vm web -G w192.168.1.10:5555
       holds VM 'web' until a debugger on the named address continues it
+  bhyve-gdbstub dump --vm web -o /var/crash/web.core --paging
+      then: gdb /usr/lib/debug/boot/kernel/kernel.debug /var/crash/web.core,
+      or, for a Linux guest, crash vmlinux /var/crash/web.core
 
 What a debugger can do: list vCPUs as threads, read every vCPU's registers, read guest
 memory by virtual address through that vCPU's page tables (and in-kernel MMIO such as
@@ -224,8 +386,11 @@ emulated faithfully (port I/O, MMIO, x87/SSE, MSRs, CPUID, ...) are refused with
 and interrupts are not delivered during an emulated run.
 
 What cannot be done from outside a stock bhyve (the VM exits go to bhyve's own threads):
-  - a stop at the very first instruction: bhyve starts the boot vCPU itself; 'w' stops
-    the guest as soon as its vCPUs appear, which is the earliest possible from outside;
+  - a guaranteed stop at the very first instruction: bhyve starts the boot vCPU itself.
+    On FreeBSD 14 and later 'w' watches for bhyve's release of the boot vCPU and holds it
+    within the ~1 ms before its thread runs it, then says which it got: "held at the
+    first instruction" or "held after the guest ran (RIP moved from X to Y)". On 13.x
+    bhyve runs the boot vCPU at once: 'w' holds it after the guest ran, and says so;
   - reading MMIO that bhyve emulates in its own process (PCI BARs, framebuffer);
   - reading x87/SSE registers (libvmmapi has no call for them).
 `;

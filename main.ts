@@ -2,18 +2,29 @@
  * bhyve-gdbstub: a GDB remote-protocol server for a running bhyve VM.
  *
  * This file parses the command line, sets up logging and wires the layers together
- * (rsp/ ← vmm/ ← ffi/); see ../shared/docs/architecture.md.
+ * (rsp/ ← vmm/ ← ffi/); see docs/architecture.md.
  *
  * @module
  */
-import { configure, defaultTextFormatter, getLogger, type LogRecord } from "@logtape/logtape";
-import { HELP, type Options, parseCommandLine, UsageError, VERSION } from "./cli.ts";
+import {
+  HELP,
+  type Options,
+  parseCommandLine,
+  type ReleaseOptions,
+  UsageError,
+  VERSION,
+} from "./cli.ts";
+import { guardExits } from "./exits.ts";
+import { configure, escapeControls, getLogger } from "./log/mod.ts";
+import { runDump } from "./dump_command.ts";
 import { loadVmmapi, VmmapiLoadError } from "./ffi/mod.ts";
 import { ListenError, type RspServer, serve } from "./rsp/mod.ts";
-import { lockVm } from "./vmm/lock.ts";
+import { HoldRecord, holdRecordPath } from "./vmm/hold_record.ts";
+import { lockVm, VmLockError } from "./vmm/lock.ts";
 import { loadEmulator, UnicornLoadError } from "./ffi/emulator.ts";
 import { DEFAULT_BUDGET, type EmulationSetup } from "./vmm/emulated_control.ts";
-import { openTarget, type Vmmapi, VmmError, type VmTarget, waitAndHold } from "./vmm/mod.ts";
+import { releaseRecorded } from "./vmm/release.ts";
+import { holdAtBoot, openTarget, type Vmmapi, VmmError, type VmTarget } from "./vmm/mod.ts";
 
 const log = getLogger(["bhyve-gdbstub"]);
 
@@ -24,7 +35,7 @@ export async function main(args: string[]): Promise<number> {
     command = parseCommandLine(args, Deno.env);
   } catch (error) {
     if (!(error instanceof UsageError)) throw error;
-    console.error(`bhyve-gdbstub: ${error.message}`);
+    console.error(`bhyve-gdbstub: ${escapeControls(error.message)}`);
     return 2;
   }
   switch (command.kind) {
@@ -35,82 +46,128 @@ export async function main(args: string[]): Promise<number> {
       console.log(`bhyve-gdbstub ${VERSION}`);
       return 0;
     case "run":
-      await setUpLogging(command.options);
+      // Everything goes to stderr, one escaped line per record (log/record.ts).
+      configure({ lowestLevel: command.options.logLevel });
       return await run(command.options);
+    case "release":
+      configure({ lowestLevel: "warning" });
+      return release(command.options);
+    case "dump":
+      configure({ lowestLevel: command.options.logLevel });
+      return await runDump(command.options);
   }
-}
-
-async function setUpLogging(options: Options): Promise<void> {
-  await configure({
-    // Everything goes to stderr, synchronously, so the last lines before an exit are kept.
-    sinks: { stderr: (record: LogRecord) => console.error(defaultTextFormatter(record).trimEnd()) },
-    loggers: [
-      { category: ["bhyve-gdbstub"], lowestLevel: options.logLevel, sinks: ["stderr"] },
-      { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["stderr"] },
-    ],
-  });
 }
 
 /** Opens the VM, listens, and serves debuggers until a signal or the VM's end. */
 async function run(options: Options): Promise<number> {
-  let api: Vmmapi;
-  try {
-    api = loadVmmapi({ path: options.vmmapi });
-  } catch (error) {
-    if (!(error instanceof VmmapiLoadError)) throw error;
-    return fail(error.message);
-  }
+  const api = load(options.vmmapi);
+  if (typeof api === "number") return api;
   log.debug("libvmmapi {path}, API {generation}", { path: api.path, generation: api.generation });
   const stop = new AbortController();
-  const onSignal = () => stop.abort();
-  for (const signal of SIGNALS) Deno.addSignalListener(signal, onSignal);
+  const exits = guardExits({
+    signal: (name) => {
+      log.info(`${name}: releasing the guest and exiting`);
+      stop.abort();
+    },
+    lastResort: () => lastResort?.releaseNow() ?? "nothing was held",
+  });
   try {
     return await serveVm(api, options, stop.signal);
   } finally {
-    for (const signal of SIGNALS) Deno.removeSignalListener(signal, onSignal);
+    exits.remove();
     api.close();
   }
 }
 
-const SIGNALS = ["SIGINT", "SIGTERM"] as const;
+/** Loads libvmmapi, or says why not and returns the exit status. */
+function load(path: string | undefined): Vmmapi | number {
+  try {
+    return loadVmmapi({ path });
+  } catch (error) {
+    if (!(error instanceof VmmapiLoadError)) throw error;
+    return fail(error.message);
+  }
+}
+
+/** The target being served, for the last-resort release of an uncaught error. */
+let lastResort: VmTarget | undefined;
+
+/** `release --vm NAME`: resume what a killed server left held (vmm/release.ts). */
+async function release(options: ReleaseOptions): Promise<number> {
+  const api = load(options.vmmapi);
+  if (typeof api === "number") return api;
+  try {
+    const result = await releaseRecorded(api, options.vm);
+    if (!result.ok) return fail(result.message);
+    console.error(`bhyve-gdbstub: ${result.message}`);
+    return 0;
+  } catch (error) {
+    if (error instanceof VmLockError) return fail(error.message);
+    if (error instanceof VmmError && error.code === "ENOENT") {
+      return fail(`no VM named '${options.vm}' (/dev/vmm/${options.vm} does not exist)`);
+    }
+    if (error instanceof VmmError) return fail(`cannot open VM '${options.vm}': ${error.message}`);
+    throw error;
+  } finally {
+    api.close();
+  }
+}
 
 async function serveVm(api: Vmmapi, options: Options, signal: AbortSignal): Promise<number> {
   const { vm, listen } = options;
+  const badDumpDir = checkDumpDir(options.dumpDir);
+  if (badDumpDir !== undefined) return fail(badDumpDir);
   // One bhyve-gdbstub per VM: two would fight over the debug set.
   const lock = await lockVm(vm).catch((error: Error) => error);
   if (lock instanceof Error) return fail(lock.message);
   using _lock = lock;
   let target: VmTarget;
+  // libvmmapi.so.5 ships with 13.x's bhyve, whose parked vCPU threads never sleep.
+  const record = new HoldRecord(holdRecordPath(vm));
+  const targetOptions = {
+    heldVcpusSpin: api.generation === "0103",
+    record,
+    allowWrite: options.allowWrite ?? false,
+    emulation: emulationSetup(options),
+    ...dumpDirOf(options),
+  };
   try {
     if (listen.wait) {
       console.error(
-        `bhyve-gdbstub: holding VM ${vm} as soon as its vCPUs are active (waiting for it if it ` +
-          "does not exist yet). From outside bhyve this is the earliest possible stop, not the " +
-          "first instruction.",
+        `bhyve-gdbstub: waiting for VM ${vm} to start, to hold its boot vCPU before it runs ` +
+          "(FreeBSD 14 and later; 13.x starts it before anyone can hold it).",
       );
-      target = await waitAndHold(api, vm, {
-        signal,
-        allowWrite: options.allowWrite ?? false,
-        emulation: emulationSetup(options),
-      });
+      const hold = await holdAtBoot(api, vm, { signal, ...targetOptions });
+      console.error(`bhyve-gdbstub: VM ${vm}: ${hold.message}`);
+      target = hold.target;
     } else {
-      target = openTarget(api, vm, {
-        allowWrite: options.allowWrite ?? false,
-        emulation: emulationSetup(options),
-      });
+      target = openTarget(api, vm, targetOptions);
     }
   } catch (error) {
     if (signal.aborted) return 0;
     if (error instanceof VmmError && error.code === "ENOENT") {
       return fail(`no VM named '${vm}' (/dev/vmm/${vm} does not exist: is it running?)`);
     }
+    if (error instanceof VmmError && (error.code === "EACCES" || error.code === "EPERM")) {
+      return fail(
+        `cannot open VM '${vm}': ${error.message}. Run bhyve-gdbstub as root: vm_open needs ` +
+          "/dev/vmm/NAME, and on FreeBSD 15 write access to /dev/vmmctl too.",
+      );
+    }
     if (error instanceof VmmError) return fail(`cannot open VM '${vm}': ${error.message}`);
     throw error;
   }
+  lastResort = target;
   try {
     let server: RspServer;
     try {
-      server = serve(target, { hostname: listen.hostname, port: listen.port, signal });
+      server = serve(target, {
+        hostname: listen.hostname,
+        port: listen.port,
+        signal,
+        ...(options.maxHoldMs !== undefined && { maxHoldMs: options.maxHoldMs }),
+        ...(options.stallTimeoutMs !== undefined && { stallTimeoutMs: options.stallTimeoutMs }),
+      });
     } catch (error) {
       if (error instanceof ListenError) return fail(error.message);
       throw error;
@@ -122,6 +179,7 @@ async function serveVm(api: Vmmapi, options: Options, signal: AbortSignal): Prom
     return why === undefined ? 0 : fail(why);
   } finally {
     await target.close().catch((error) => log.error("closing the VM: {error}", { error }));
+    lastResort = undefined;
   }
 }
 
@@ -160,7 +218,29 @@ function announce(options: Options, addr: Deno.NetAddr): void {
   log.info(`serving VM ${options.vm}: gdb -ex 'target remote ${where}:${addr.port}'`);
 }
 
+/** Why --dump-dir cannot be used, if it cannot: it must be an existing directory. */
+function checkDumpDir(dir: string | undefined): string | undefined {
+  if (dir === undefined) return undefined;
+  try {
+    if (Deno.statSync(dir).isDirectory) return undefined;
+  } catch (error) {
+    return `--dump-dir ${dir}: ${(error as Error).message.replace(/ \(os error.*$/s, "")}`;
+  }
+  return `--dump-dir ${dir}: not a directory`;
+}
+
+/** `monitor dump` writes only where the operator said (--dump-dir). */
+function dumpDirOf(options: Options): { dumpDir?: string } {
+  return options.dumpDir === undefined ? {} : { dumpDir: options.dumpDir };
+}
+
 const LOOPBACK = new Set(["127.0.0.1", "::1", "localhost"]);
+
+/**
+ * How long an attached debugger keeps its session once the VM has vanished, so its next
+ * command is answered with why (rsp/guards/gone.ts) instead of a closed connection.
+ */
+const GONE_GRACE_MS = 10_000;
 
 /**
  * Ends the server when the VM vanishes, after giving an attached debugger's session a moment
@@ -176,7 +256,7 @@ async function watchForExit(
   try {
     const event = await target.waitForStop(AbortSignal.any([signal, done.signal]));
     if (event.kind !== "exited") return undefined;
-    for (let waited = 0; server.busy && waited < 2000; waited += 50) await delay(50);
+    for (let waited = 0; server.busy && waited < GONE_GRACE_MS; waited += 50) await delay(50);
     await server.close();
     return event.message;
   } catch {
@@ -189,7 +269,7 @@ function delay(ms: number): Promise<void> {
 }
 
 function fail(message: string): number {
-  console.error(`bhyve-gdbstub: ${message}`);
+  console.error(`bhyve-gdbstub: ${escapeControls(message)}`);
   return 1;
 }
 

@@ -1,5 +1,5 @@
 /**
- * The few libc functions the bindings need: errno, strerror, mmap and munmap.
+ * The few libc functions the bindings need: errno, strerror, open, close, mmap and munmap.
  *
  * FreeBSD's libc (libc.so.7) names its errno accessor `__error`, glibc (libc.so.6)
  * `__errno_location`; whichever library loads decides which one is used.
@@ -11,18 +11,20 @@
 export const PROT_READ = 1;
 export const PROT_WRITE = 2;
 export const MAP_SHARED = 1;
+/** O_RDONLY: 0 on FreeBSD and Linux. */
+const O_RDONLY = 0;
 
 const COMMON = {
   /** char *strerror(int errnum); */
   strerror: { parameters: ["i32"], result: "pointer" },
   /** void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t offset); */
   mmap: { parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"], result: "pointer" },
-  /** int open(const char *path, int flags, ...); */
+  /** int munmap(void *addr, size_t len); */
+  munmap: { parameters: ["pointer", "usize"], result: "i32" },
+  /** int open(const char *path, int flags, ...); (flags O_RDONLY: no mode argument) */
   open: { parameters: ["buffer", "i32"], result: "i32" },
   /** int close(int fd); */
   close: { parameters: ["i32"], result: "i32" },
-  /** int munmap(void *addr, size_t len); */
-  munmap: { parameters: ["pointer", "usize"], result: "i32" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 const FREEBSD = {
@@ -53,9 +55,9 @@ export interface Libc {
     offset: bigint,
   ): Deno.PointerValue;
   munmap(address: Deno.PointerValue, length: bigint): number;
-  /** open(path, O_RDONLY): a file descriptor, or -1 (see errno). */
+  /** open(path, O_RDONLY): a descriptor, or -1 with errno. */
   openReadOnly(path: string): number;
-  closeFd(fd: number): number;
+  close(fd: number): number;
 }
 
 /** A libc that could not be loaded. */
@@ -111,9 +113,9 @@ function wrap(lib: CommonSymbols, errnoPointer: () => Deno.PointerValue): Libc {
       return lib.munmap(address, length);
     },
     openReadOnly(path) {
-      return lib.open(new TextEncoder().encode(`${path}\0`), 0);
+      return lib.open(new TextEncoder().encode(`${path}\0`), O_RDONLY);
     },
-    closeFd(fd) {
+    close(fd) {
       return lib.close(fd);
     },
   };

@@ -36,10 +36,20 @@ export class MappedRange {
 
   readonly writable: boolean;
 
-  /** Maps [gpa, gpa + length) of the device fd `fd`, shared, read-only unless `writable`. */
-  static map(fd: number, gpa: bigint, length: bigint, writable = false): MappedRange {
+  /**
+   * Maps [gpa, gpa + length) of the device fd `fd`, shared, read-only unless `writable`, from
+   * file offset `offset`: the guest-physical address itself for system memory, the offset within
+   * the segment for a device-memory node (/dev/vmm.io/NAME.SEGNAME).
+   */
+  static map(
+    fd: number,
+    gpa: bigint,
+    length: bigint,
+    options: { offset?: bigint; writable?: boolean } = {},
+  ): MappedRange {
     const c = libc();
-    const pointer = c.mmap(length, fd, gpa, writable);
+    const writable = options.writable ?? false;
+    const pointer = c.mmap(length, fd, options.offset ?? gpa, writable);
     // MAP_FAILED is (void *)-1.
     if (pointer === null || Deno.UnsafePointer.value(pointer) === 0xffff_ffff_ffff_ffffn) {
       const errno = c.errno();

@@ -83,7 +83,7 @@ export class PrivateRam implements RamImage {
     try {
       return PrivateRam.map(fd, ranges, offsets);
     } finally {
-      c.closeFd(fd); // the mappings stay valid
+      c.close(fd); // the mappings stay valid
     }
   }
 

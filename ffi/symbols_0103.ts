@@ -41,4 +41,13 @@ export const SYMBOLS_0103 = {
     parameters: ["pointer", "i32", "u64", "bool", "i32", "buffer"],
     result: "i32",
   },
+  /** uint64_t *vm_get_stats(struct vmctx *ctx, int vcpu, struct timeval *ret_tv,
+   *      int *ret_entries); */
+  vm_get_stats: {
+    parameters: ["pointer", "i32", "buffer", "buffer"],
+    result: "pointer",
+    optional: true,
+  },
+  /** int vm_get_x2apic_state(struct vmctx *ctx, int vcpu, enum x2apic_state *s); */
+  vm_get_x2apic_state: { parameters: ["pointer", "i32", "buffer"], result: "i32", optional: true },
 } as const satisfies Deno.ForeignLibraryInterface;

@@ -44,4 +44,9 @@ export const SYMBOLS_0200 = {
     parameters: ["pointer", "u64", "bool", "i32", "buffer"],
     result: "i32",
   },
+  /** uint64_t *vm_get_stats(struct vcpu *vcpu, struct timeval *ret_tv, int *ret_entries);
+   *  (a per-thread buffer; NULL with errno on failure) */
+  vm_get_stats: { parameters: ["pointer", "buffer", "buffer"], result: "pointer", optional: true },
+  /** int vm_get_x2apic_state(struct vcpu *vcpu, enum x2apic_state *s); */
+  vm_get_x2apic_state: { parameters: ["pointer", "buffer"], result: "i32", optional: true },
 } as const satisfies Deno.ForeignLibraryInterface;

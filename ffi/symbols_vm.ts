@@ -29,6 +29,8 @@ export const VM_SYMBOLS = {
   vm_suspended_cpus: { parameters: ["pointer", "buffer"], result: "i32" },
   /** int vm_debug_cpus(struct vmctx *ctx, cpuset_t *cpus); */
   vm_debug_cpus: { parameters: ["pointer", "buffer"], result: "i32" },
+  /** const char *vm_get_stat_desc(struct vmctx *ctx, int index); (NULL past the last) */
+  vm_get_stat_desc: { parameters: ["pointer", "i32"], result: "pointer", optional: true },
   /** int vm_get_topology(struct vmctx *ctx, uint16_t *sockets, uint16_t *cores,
    *      uint16_t *threads, uint16_t *maxcpus); */
   vm_get_topology: {

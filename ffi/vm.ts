@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { getLogger } from "@logtape/logtape";
+import { getLogger } from "../log/mod.ts";
 import {
   type GuestPaging,
   type MemoryRange,
@@ -21,6 +21,7 @@ import type { LoadedLibrary } from "./library.ts";
 import type { RamImage } from "../emu/emulator.ts";
 import { MappedRange } from "./memory.ts";
 import { PrivateRam } from "./ram_image.ts";
+import { mapDeviceMemory } from "./devmem.ts";
 
 const log = getLogger(["bhyve-gdbstub", "vmm"]);
 
@@ -29,6 +30,10 @@ export const CPUSET_BYTES = 512;
 const SEG_DESC_BYTES = 16;
 const GUEST_PAGING_BYTES = 24;
 const MEMSEG_NAME_BYTES = 256;
+/** vmm_stat's description of VMEXIT_USERSPACE (sys/amd64/vmm/vmm.c), found by name. */
+export const VMEXIT_USERSPACE_DESC = "number of vm exits handled in userspace";
+/** enum x2apic_state: X2APIC_DISABLED 0, X2APIC_ENABLED 1. */
+const X2APIC_ENABLED = 1;
 
 /** Decodes a cpuset_t (an array of little-endian longs) into sorted CPU numbers. */
 export function decodeCpuset(bytes: Uint8Array): number[] {
@@ -66,6 +71,8 @@ class FfiVm implements VmHandle {
   #vcpus = new Map<number, Deno.PointerObject>();
   #mapped: MappedRange[] | undefined;
   #ranges: MemoryRange[] | undefined;
+  /** VMEXIT_USERSPACE's index in vm_get_stats' buffer; null when absent (looked up once). */
+  #userspaceStat: number | null | undefined;
   readonly #writable: boolean;
 
   // Reused out-buffers.
@@ -221,10 +228,15 @@ class FfiVm implements VmHandle {
         segmentName: this.#segmentName(segid[0]!),
         readable: false,
       };
-      // Only system memory maps through the VM's device fd (other segments have their own
-      // devices); try it anyway and record what worked.
+      // System memory maps through the VM's device fd at offset = GPA; a named device-memory
+      // segment (boot ROM, framebuffer) only through its own node, at the segment offset
+      // (/dev/vmm/NAME would map hole or nothing there).
       try {
-        mapped.push(MappedRange.map(fd, range.gpa, range.length, this.#writable));
+        mapped.push(
+          range.segmentName === ""
+            ? MappedRange.map(fd, range.gpa, range.length, { writable: this.#writable })
+            : mapDeviceMemory(this.name, range),
+        );
         range.readable = true;
       } catch (error) {
         log.debug("cannot map {segment} at {gpa}: {error}", {
@@ -318,6 +330,63 @@ class FfiVm implements VmHandle {
       throw lastError("vm_get_topology", "");
     }
     return { sockets: sockets[0]!, cores: cores[0]!, threads: threads[0]!, maxcpus: maxcpus[0]! };
+  }
+
+  userspaceExits(vcpu: number): bigint | undefined {
+    const index = this.#userspaceStatIndex(vcpu);
+    if (index === null) return undefined;
+    const stats = this.#stats(vcpu);
+    if (stats === null) throw lastError("vm_get_stats", `vCPU ${vcpu}`);
+    return new Deno.UnsafePointerView(stats).getBigUint64(index * 8);
+  }
+
+  /** vm_get_stats' buffer (valid until the next call on this thread), or null with errno. */
+  #stats(vcpu: number): Deno.PointerValue {
+    const l = this.#lib;
+    const entries = this.#i32;
+    if (l.generation === "0200") {
+      return l.symbols.vm_get_stats === null
+        ? null
+        : l.symbols.vm_get_stats(this.#vcpu(vcpu), null, entries);
+    }
+    return l.symbols.vm_get_stats === null
+      ? null
+      : l.symbols.vm_get_stats(this.#c, vcpu, null, entries);
+  }
+
+  /** Finds VMEXIT_USERSPACE by its description: its index depends on module load order. */
+  #userspaceStatIndex(vcpu: number): number | null {
+    if (this.#userspaceStat !== undefined) return this.#userspaceStat;
+    this.#userspaceStat = null;
+    const describe = this.#lib.symbols.vm_get_stat_desc;
+    if (describe === null || this.#stats(vcpu) === null) return null;
+    const entries = this.#i32[0]!;
+    for (let index = 0; index < entries; index++) {
+      const text = describe(this.#c, index);
+      if (text === null) break;
+      if (Deno.UnsafePointerView.getCString(text) === VMEXIT_USERSPACE_DESC) {
+        this.#userspaceStat = index;
+        break;
+      }
+    }
+    log.debug("VMEXIT_USERSPACE counter: {found}", {
+      found: this.#userspaceStat === null ? "not offered" : `index ${this.#userspaceStat}`,
+    });
+    return this.#userspaceStat;
+  }
+
+  x2apicAllowed(vcpu: number): boolean | undefined {
+    const l = this.#lib;
+    let rc: number;
+    if (l.generation === "0200") {
+      if (l.symbols.vm_get_x2apic_state === null) return undefined;
+      rc = l.symbols.vm_get_x2apic_state(this.#vcpu(vcpu), this.#i32);
+    } else {
+      if (l.symbols.vm_get_x2apic_state === null) return undefined;
+      rc = l.symbols.vm_get_x2apic_state(this.#c, vcpu, this.#i32);
+    }
+    if (rc !== 0) throw lastError("vm_get_x2apic_state", `vCPU ${vcpu}`);
+    return this.#i32[0] === X2APIC_ENABLED;
   }
 
   close(): void {

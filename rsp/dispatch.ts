@@ -41,6 +41,7 @@ const TABLE: readonly Entry[] = [
   { prefix: "QListThreadsInStopReply", handler: lldb.listThreadsInStopReply, exact: true },
   { prefix: "QEnableErrorStrings", handler: lldb.enableErrorStrings, exact: true },
   { prefix: "qHostInfo", handler: lldb.hostInfo, exact: true },
+  { prefix: "qThreadStopInfo", handler: lldb.threadStopInfo },
   // Registers and memory.
   { prefix: "g", handler: data.readAllRegisters },
   { prefix: "p", handler: data.readOneRegister },

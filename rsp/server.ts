@@ -9,9 +9,16 @@
  *
  * @module
  */
-import { getLogger } from "@logtape/logtape";
-import { PacketDecoder, PacketWriter } from "./framing.ts";
-import { formatError } from "./packets/error.ts";
+import { getLogger } from "../log/mod.ts";
+import { PacketDecoder } from "./framing.ts";
+import { limitHold } from "./guards/hold_limit.ts";
+import {
+  closeQuietly,
+  isConnectionError,
+  type RefusalOptions,
+  refuse,
+  tellAndClose,
+} from "./guards/refusal.ts";
 import {
   type Connection,
   DEFAULT_PACKET_SIZE,
@@ -19,6 +26,7 @@ import {
   Session,
 } from "./session.ts";
 import type { DebugTarget } from "./target.ts";
+import { unreadByPeer, UnreadWatch } from "./guards/unread.ts";
 
 const log = getLogger(["bhyve-gdbstub", "rsp"]);
 
@@ -43,6 +51,11 @@ export interface ServeOptions {
   stallTimeoutMs?: number;
   /** Most connections waiting for their first packet; the oldest is dropped (default 16). */
   maxPending?: number;
+  /**
+   * `--max-hold`: once a debugger has kept the guest stopped this long (ms), the guest runs
+   * again and the debugger is told why (Session.release). Off when unset.
+   */
+  maxHoldMs?: number;
 }
 
 /** The server could not listen, e.g. the port is in use. The message is one line for the user. */
@@ -77,6 +90,8 @@ export class RspServer {
     this.#options = options;
     options.signal?.addEventListener("abort", () => void this.close(), { once: true });
     this.finished = this.#acceptLoop();
+    // Aborted before it started (a signal while the VM was being opened): close at once.
+    if (options.signal?.aborted) void this.close();
   }
 
   /** Where the server listens (with the real port when asked for port 0). */
@@ -113,10 +128,15 @@ export class RspServer {
         failures = 0;
       } catch (error) {
         if (this.#closed || error instanceof Deno.errors.BadResource) break;
-        // e.g. EMFILE under a connection storm, or a peer that reset before accept: the
-        // attached debugger must not lose its server over it. Back off and go on.
-        if (failures++ === 0) log.error("accept failed: {error}", { error });
-        await new Promise((resolve) => setTimeout(resolve, Math.min(1000, 10 * failures)));
+        // A peer that reset before accept is routine: one debug line, and accept again at
+        // once. Anything else (EMFILE under a storm) is said once per run of failures, with a
+        // fixed short pause so the loop cannot spin; the attached debugger is never affected.
+        if (isConnectionError(error)) {
+          log.debug("accept: {error}", { error: String(error) });
+          continue;
+        }
+        if (failures++ === 0) log.warn("accept failed: {error}", { error: String(error) });
+        await new Promise((resolve) => setTimeout(resolve, 10));
         continue;
       }
       this.#accept(conn);
@@ -139,7 +159,10 @@ export class RspServer {
       const oldest = this.#pending.values().next().value!;
       log.debug("too many connections without a packet: dropping the oldest");
       this.#pending.delete(oldest);
-      closeQuietly(oldest);
+      void tellAndClose(
+        oldest,
+        "Too many connections are waiting to attach to this VM; this one was dropped",
+      );
     }
     this.#pending.add(conn);
     void this.#pend(conn, peer);
@@ -155,16 +178,37 @@ export class RspServer {
       return;
     }
     if (this.#busy) {
-      log.warn("refused {peer}: a debugger is already attached", { peer });
-      await refuse(conn, "The VM is already being debugged by another debugger", this.#options);
+      log.debug("refused {peer}: a debugger is already attached", { peer });
+      await refuse(conn, "The VM is already being debugged by another debugger", this.#refusal());
       return;
     }
     // Busy from now on, so a second connection racing the target factory is refused too.
     this.#busy = true;
-    this.#sessionDone = this.#serveOne(conn, peer).finally(() => {
+    const stallMs = this.#options.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS;
+    const watched: Connection = new UnreadWatch(
+      conn,
+      () => unreadByPeer(tcp.localAddr, tcp.remoteAddr),
+      stallMs,
+      () => {
+        log.warn("{peer} has not read a reply for {seconds} s: dropping the connection", {
+          peer,
+          seconds: stallMs / 1000,
+        });
+        watched.close();
+      },
+    );
+    this.#sessionDone = this.#serveOne(watched, peer).finally(() => {
       this.#busy = false;
       this.#session = undefined;
     });
+  }
+
+  /** How a refused client is answered (refusal.ts). */
+  #refusal(): RefusalOptions {
+    return {
+      packetSize: this.#options.packetSize ?? DEFAULT_PACKET_SIZE,
+      idleMs: this.#options.refuseTimeoutMs ?? 2000,
+    };
   }
 
   async #serveOne(conn: Connection, peer: string): Promise<void> {
@@ -174,10 +218,17 @@ export class RspServer {
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);
       log.error("cannot open the target for {peer}: {message}", { peer, message });
-      await refuse(conn, message, this.#options);
+      await refuse(conn, message, this.#refusal());
       return;
     }
-    const session = new Session(target, conn, {
+    const maxHold = this.#options.maxHoldMs;
+    const timed = maxHold === undefined ? undefined : limitHold(target, maxHold, () => {
+      void this.#session?.release(
+        `bhyve-gdbstub let the guest run again: it was held for --max-hold ` +
+          `${maxHold / 1000} s; this debugger is detached`,
+      );
+    });
+    const session = new Session(timed?.target ?? target, conn, {
       peer,
       packetSize: this.#options.packetSize ?? DEFAULT_PACKET_SIZE,
       stallTimeoutMs: this.#options.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS,
@@ -185,6 +236,7 @@ export class RspServer {
     this.#session = session;
     if (this.#closed) session.close();
     await session.run();
+    timed?.cancel();
   }
 }
 
@@ -252,55 +304,6 @@ class Replay implements Connection {
   close(): void {
     this.#conn.close();
   }
-}
-
-function closeQuietly(conn: Connection | undefined): void {
-  try {
-    conn?.close();
-  } catch {
-    // already closed
-  }
-}
-
-/**
- * Tells a debugger it cannot attach: an `E.reason` reply to its first packet, then the
- * connection closes. gdb prints "Remote failure reply: E.reason" (an `O` packet here would be
- * taken for the qSupported reply); lldb shows only its own "no stop reply" error.
- */
-async function refuse(conn: Connection, message: string, options: ServeOptions): Promise<void> {
-  const decoder = new PacketDecoder(options.packetSize ?? DEFAULT_PACKET_SIZE);
-  const buffer = new Uint8Array(4096);
-  const timer = setTimeout(() => {
-    try {
-      conn.close();
-    } catch {
-      // already closed
-    }
-  }, options.refuseTimeoutMs ?? 2000);
-  try {
-    for (;;) {
-      const n = await conn.read(buffer);
-      if (n === null) return;
-      if (!decoder.feed(buffer.subarray(0, n)).some((e) => e.kind === "packet")) continue;
-      const error = new PacketWriter(message.length + 8).begin()
-        .text(formatError(1, message, "dot-text")).finish(true);
-      await writeAll(conn, error);
-      return;
-    }
-  } catch {
-    // the refused debugger went away first
-  } finally {
-    clearTimeout(timer);
-    try {
-      conn.close();
-    } catch {
-      // already closed
-    }
-  }
-}
-
-async function writeAll(conn: Connection, bytes: Uint8Array): Promise<void> {
-  for (let at = 0; at < bytes.length;) at += await conn.write(bytes.subarray(at));
 }
 
 /**

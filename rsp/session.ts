@@ -6,11 +6,13 @@
  *
  * @module
  */
-import { getLogger } from "@logtape/logtape";
+import { escapeControls, getLogger } from "../log/mod.ts";
 import type { Context, Outcome, SessionState } from "./context.ts";
 import { lookup } from "./dispatch.ts";
 import { type FrameEvent, PacketDecoder, PacketWriter } from "./framing.ts";
+import { goneReply } from "./guards/gone.ts";
 import { latin1 } from "./hex.ts";
+import { isConnectionError } from "./guards/refusal.ts";
 import { ErrorCode, formatError } from "./packets/error.ts";
 import { formatStopReply, Signal, signalOf, type StopReplyOptions } from "./packets/stop_reply.ts";
 import { ALL_THREADS, ANY_THREAD } from "./packets/thread_id.ts";
@@ -65,6 +67,8 @@ class PartialPacket {
   #state = 0; // 0 between packets, 1 body, 2 and 3 checksum digits
   #modifier = false;
   #empty = true;
+  /** When the packet under way began (its `$`), for a deadline that bytes do not extend. */
+  since = 0;
 
   get pending(): boolean {
     return this.#state !== 0;
@@ -94,6 +98,7 @@ class PartialPacket {
   }
 
   #open(): void {
+    this.since = performance.now();
     this.#state = 1;
     this.#modifier = false;
     this.#empty = true;
@@ -118,8 +123,9 @@ function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
+/** A packet for the log: controls as the log shows them (`\n`, `\e`), other non-ASCII bytes as `\xNN`. */
 function printable(text: string): string {
-  return text.replace(
+  return escapeControls(text).replace(
     /[^\x20-\x7e]/g,
     (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`,
   );
@@ -156,6 +162,8 @@ export class Session {
   #running: Running | undefined;
   #closing = false;
   #detached = false;
+  /** Why the guest was released under this debugger (`--max-hold`), once it was. */
+  #released: string | undefined;
   /** Ctrl-C that arrived while nothing ran (see {@link pendingInterrupt}). */
   readonly #ctrlC = pendingInterrupt();
 
@@ -209,10 +217,30 @@ export class Session {
       await this.#readLoop();
     } catch (error) {
       if (!this.#closing) {
-        log.warn("{peer}: {error}", { peer: this.#peer, error: errorMessage(error) });
+        // A reset or a broken pipe is how debuggers often leave: one line at debug level.
+        const level = isConnectionError(error) ? "debug" : "warn";
+        log[level]("{peer}: {error}", { peer: this.#peer, error: errorMessage(error) });
       }
     } finally {
       await this.#finish();
+    }
+  }
+
+  /**
+   * Lets the guest run now (`--max-hold` ran out) and tells the debugger: every later packet is
+   * answered with `reason` in the form it allows (guards/gone.ts), and the session ends after the
+   * stall timeout at the latest, so a debugger that never comes back does not keep the server.
+   */
+  async release(reason: string): Promise<void> {
+    if (this.#released !== undefined || this.#closing) return;
+    this.#released = reason;
+    log.warn("{peer}: {reason}", { peer: this.#peer, reason });
+    const timer = setTimeout(() => this.close(), this.#stallTimeoutMs);
+    Deno.unrefTimer(timer);
+    try {
+      await this.#detach();
+    } catch (error) {
+      log.error("release failed: {error}", { error: errorMessage(error) });
     }
   }
 
@@ -282,16 +310,20 @@ export class Session {
     }
   }
 
-  /** One read; a packet left half sent for longer than the stall timeout drops the debugger. */
+  /**
+   * One read. A packet must be whole within the stall timeout of its first byte: a debugger
+   * that dribbles it (one byte a second) is dropped just like one that stops mid-packet.
+   */
   async #readSome(buffer: Uint8Array): Promise<number | null> {
     if (!this.#partial.pending) return await this.#conn.read(buffer);
+    const left = this.#stallTimeoutMs - (performance.now() - this.#partial.since);
     const timer = setTimeout(() => {
-      log.warn("{peer} left a packet half sent for {seconds} s: dropping the connection", {
+      log.warn("{peer} has not finished a packet in {seconds} s: dropping the connection", {
         peer: this.#peer,
         seconds: this.#stallTimeoutMs / 1000,
       });
       this.close();
-    }, this.#stallTimeoutMs);
+    }, Math.max(0, left));
     try {
       return await this.#conn.read(buffer);
     } finally {
@@ -301,6 +333,7 @@ export class Session {
 
   async #handle(body: string): Promise<void> {
     this.#trace("<-", body);
+    if (this.#released !== undefined) return await this.#onGone(body, this.#released);
     this.#ctrlC.seen(body);
     const found = lookup(body);
     this.#writer.begin();
@@ -313,6 +346,7 @@ export class Session {
       try {
         outcome = await found.handler(this.#context, found.args, body);
       } catch (error) {
+        if (error instanceof TargetGoneError) return await this.#onGone(body, error.message);
         outcome = this.#onHandlerError(error);
       }
     }
@@ -337,13 +371,25 @@ export class Session {
       this.#context.error(error.code, error.message);
       return;
     }
-    if (error instanceof TargetGoneError) {
-      log.info("the target is gone: {error}", { error: error.message });
-      this.#context.error(ErrorCode.internal, error.message, { gdbShowsText: true });
-      return "close";
+    if (isConnectionError(error)) {
+      log.debug("{peer}: {error}", { peer: this.#peer, error: errorMessage(error) });
+      return "close-silently";
     }
     log.error("unexpected failure: {error}", { error });
     this.#context.error(ErrorCode.internal, `Internal error: ${errorMessage(error)}`);
+  }
+
+  /**
+   * Answers `body` once the target has vanished (or was released by `--max-hold`), in the form
+   * the packet allows (guards/gone.ts).
+   */
+  async #onGone(body: string, reason: string): Promise<void> {
+    log.debug("{peer}: answering with {reason}", { peer: this.#peer, reason });
+    const gone = goneReply(body, reason, this.#state.errorStyle);
+    if (gone.console !== undefined) await this.#console(gone.console);
+    this.#writer.begin().text(gone.reply);
+    await this.#send(this.#writer);
+    if (gone.close) this.close();
   }
 
   // ---- run control -------------------------------------------------------------------
@@ -454,7 +500,11 @@ export class Session {
   #stopReply(event: StopEvent, description?: string): string {
     const options: StopReplyOptions = {};
     if (this.#state.listThreadsInStop && event.kind === "stopped") {
-      options.threads = this.#target.threads().map((t) => t.id);
+      const threads = this.#target.threads();
+      options.threads = threads.map((t) => t.id);
+      // lldb (the client that asks for `threads:`) shows the name in `thread list`.
+      const name = threads.find((t) => t.id === event.thread)?.extra;
+      if (name !== undefined) options.name = name;
     }
     if (description !== undefined) options.description = description;
     return formatStopReply(event, options);

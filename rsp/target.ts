@@ -182,6 +182,14 @@ export interface DebugTarget {
   /** Why `capability` is unavailable, in words for the user; undefined if it is available. */
   unsupported(capability: Capability): string | undefined;
 
-  /** Runs a `monitor` command (qRcmd) and returns its console output. */
-  monitor?(command: string, thread: number): string | Promise<string>;
+  /**
+   * Runs a `monitor` command (qRcmd) and returns its console output. A long command may
+   * `print` along the way (sent at once as `O` packets, which also keeps the client from
+   * timing out while it waits).
+   */
+  monitor?(
+    command: string,
+    thread: number,
+    print?: (text: string) => Promise<void>,
+  ): string | Promise<string>;
 }

@@ -1,76 +1,95 @@
 /**
  * `deno task demo`: the main job on the test VM, in one command. Builds what is missing, boots
  * the test VM with the demo guest, serves it with bhyve-gdbstub on 127.0.0.1:1234 (or what
- * `-G` says), prints the gdb and lldb command lines, and on Ctrl-C stops both cleanly.
+ * `-G` says), prints the gdb and lldb command lines once the server listens, and on Ctrl-C
+ * stops both, removes its temporary directory and exits 0.
  *
- *   deno task demo [-G [w][ADDR:]PORT] [--cpus N] [--log-level LEVEL]
+ *   deno task demo [--name NAME] [-G [w][ADDR:]PORT] [--cpus N] [--log-level LEVEL]
+ *
+ * A second demo with a VM name or a port already taken fails with one line, before any banner.
  */
 import { parseArgs } from "node:util";
 import { RUN_PERMISSIONS } from "../cli.ts";
+import { lockVm } from "../vmm/lock.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const BUILD = `${ROOT}tests/testvm/build`;
-const VM = "demo";
 
 const { values } = parseArgs({
   args: Deno.args,
   options: {
+    name: { type: "string", default: "demo" },
     gdb: { type: "string", short: "G", default: "127.0.0.1:1234" },
     cpus: { type: "string", default: "4" },
     "log-level": { type: "string", default: "info" },
   },
 });
+const VM = values.name;
+
+/** Everything to undo on the way out, newest first; run once, by `exit`. */
+const cleanups: (() => Promise<void>)[] = [];
+let exiting = false;
+async function exit(status: number, message?: string): Promise<never> {
+  if (!exiting) {
+    exiting = true;
+    for (const cleanup of cleanups.reverse()) await cleanup().catch(() => {});
+    if (message !== undefined) console.error(`demo: ${message}`);
+    Deno.exit(status);
+  }
+  return await new Promise<never>(() => {}); // the first call exits
+}
+// From the start, so a Ctrl-C while building or booting leaves nothing behind either.
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  Deno.addSignalListener(signal, () => void exit(0));
+}
+
+// The name is taken when a bhyve-gdbstub (another demo's, say) holds its lock.
+try {
+  (await lockVm(VM)).release();
+} catch (error) {
+  await exit(1, `cannot use VM name '${VM}': ${(error as Error).message} (pick another: --name)`);
+}
 
 const make = await new Deno.Command("make", { args: ["-s", "-C", `${ROOT}tests/testvm`] })
   .output();
 if (!make.success) {
   console.error(new TextDecoder().decode(make.stderr));
-  console.error("demo: building the test VM failed (it needs gcc, make and the Linux headers)");
-  Deno.exit(1);
+  await exit(1, "building the test VM failed (it needs gcc, make and the Linux headers)");
 }
 
 const dir = await Deno.makeTempDir({ prefix: "bhyve-gdbstub-demo-" });
+cleanups.push(() => Deno.remove(dir, { recursive: true }));
 const serial = `${dir}/serial.log`;
 const env = { TESTVM_DIR: dir };
-const vm = new Deno.Command(`${BUILD}/testvm`, {
-  args: [
-    "--name",
-    VM,
-    "--cpus",
-    values.cpus,
-    "--mem",
-    "256M",
-    "--guest",
-    "demo",
-    "--serial",
-    serial,
-  ],
-  env,
-  stdout: "piped",
-  stderr: "inherit",
-}).spawn();
-if (!await readyLine(vm.stdout)) {
-  console.error("demo: the test VM did not start (is /dev/kvm there and usable?)");
-  Deno.exit(1);
-}
 
-const stub = new Deno.Command(Deno.execPath(), {
-  args: [
-    "run",
-    ...RUN_PERMISSIONS,
-    `${ROOT}main.ts`,
-    "--vm",
-    VM,
-    "-G",
-    values.gdb,
-    "--vmmapi",
-    `${BUILD}/libvmmapi.so.6`,
-    "--log-level",
-    values["log-level"],
-  ],
-  env,
-  stdin: "null",
-}).spawn();
+const vm = spawn(`${BUILD}/testvm`, [
+  ...["--name", VM, "--cpus", values.cpus, "--mem", "256M", "--guest", "demo"],
+  ...["--serial", serial],
+]);
+if (!await untilLine(vm.stdout, (line) => line === `ready ${VM}`)) {
+  await exit(1, `the test VM did not start: ${await lastLine(vm.stderr)}`);
+}
+void drain(vm.stderr, true); // from now on, what the VM says goes to stderr
+
+const stub = spawn(Deno.execPath(), [
+  "run",
+  ...RUN_PERMISSIONS,
+  `${ROOT}main.ts`,
+  ...["--vm", VM, "-G", values.gdb, "--vmmapi", `${BUILD}/libvmmapi.so.6`],
+  ...["--log-level", values["log-level"]],
+]);
+void drain(stub.stdout, true);
+// Until it listens, keep what the server says: if it fails, its last line is the reason.
+const said: string[] = [];
+const listening = await untilLine(stub.stderr, (line) => {
+  said.push(line);
+  return /serving VM/.test(line);
+}, true);
+if (!listening) {
+  const reason = said.filter((l) => l.trim() !== "").at(-1) ?? "no reason given";
+  await exit(1, `${reason.replace(/^bhyve-gdbstub: /, "bhyve-gdbstub failed: ")}`);
+}
+console.error(said.join("\n"));
 
 const port = values.gdb.replace(/^w/, "");
 const remote = /^\d+$/.test(port) ? `127.0.0.1:${port}` : port;
@@ -86,44 +105,92 @@ each vCPU: 'thread 2' and read it again), monitor help, continue and Ctrl-C, det
 Ctrl-C here stops the server and the VM.
 `);
 
-let stopping = false;
-async function stopAll(status: number): Promise<never> {
-  if (!stopping) {
-    stopping = true;
-    for (const child of [stub, vm]) {
-      try {
-        child.kill("SIGTERM");
-      } catch {
-        // already gone
-      }
-      await child.status;
-    }
-    await Deno.remove(dir, { recursive: true }).catch(() => {});
-  }
-  Deno.exit(status);
-}
-Deno.addSignalListener("SIGINT", () => void stopAll(0));
-Deno.addSignalListener("SIGTERM", () => void stopAll(0));
 const ended = await Promise.race([
-  stub.status.then((s) => `bhyve-gdbstub exited (${s.code})`),
-  vm.status.then((s) => `the test VM exited (${s.code})`),
+  stub.process.status.then((s) => ({ who: "bhyve-gdbstub", code: s.code })),
+  vm.process.status.then((s) => ({ who: "the test VM", code: s.code })),
 ]);
-if (!stopping) {
-  console.error(`demo: ${ended}; stopping`);
-  await stopAll(1);
+// Status 0 means it was told to stop (the terminal's Ctrl-C reaches every process of the
+// group): a normal end, not something to report. Any other status may still be the same
+// Ctrl-C seen first by a child: give our own signal listener a moment to claim the exit.
+if (ended.code === 0) await exit(0);
+await new Promise((resolve) => setTimeout(resolve, 300));
+await exit(1, `${ended.who} exited (${ended.code}); stopping`);
+
+interface Child {
+  process: Deno.ChildProcess;
+  stdout: ReadableStreamDefaultReader<string>;
+  stderr: ReadableStreamDefaultReader<string>;
 }
 
-/** Waits for the test VM's `ready NAME` line, then keeps draining its stdout. */
-async function readyLine(stdout: ReadableStream<Uint8Array>): Promise<boolean> {
-  const reader = stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let text = "";
-  while (!text.includes(`ready ${VM}`)) {
+/** Starts a child of the demo; the cleanup stops it (SIGTERM) and waits for it. */
+function spawn(program: string, args: string[]): Child {
+  const process = new Deno.Command(program, {
+    args,
+    env,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  cleanups.push(async () => {
+    try {
+      process.kill("SIGTERM");
+    } catch {
+      // already gone
+    }
+    await process.status;
+  });
+  const lines = (stream: ReadableStream<Uint8Array>) =>
+    stream.pipeThrough(new TextDecoderStream()).pipeThrough(splitLines()).getReader();
+  return { process, stdout: lines(process.stdout), stderr: lines(process.stderr) };
+}
+
+/**
+ * Reads lines until `found` says yes (true) or the stream ends (false); then keeps draining
+ * the stream in the background, to stderr when `echo` is set, so the child never blocks.
+ */
+async function untilLine(
+  reader: ReadableStreamDefaultReader<string>,
+  found: (line: string) => boolean,
+  echo = false,
+): Promise<boolean> {
+  for (;;) {
     const { value, done } = await reader.read();
     if (done) return false;
-    text += value;
+    if (found(value)) break;
   }
-  void (async () => {
-    while (!(await reader.read()).done);
-  })();
+  void drain(reader, echo);
   return true;
+}
+
+/** Reads the rest of a child's output, so it never blocks on a full pipe; shows it if `echo`. */
+async function drain(reader: ReadableStreamDefaultReader<string>, echo: boolean): Promise<void> {
+  try {
+    for (let r = await reader.read(); !r.done; r = await reader.read()) {
+      if (echo) console.error(r.value);
+    }
+  } catch {
+    // the child is gone
+  }
+}
+
+async function lastLine(reader: ReadableStreamDefaultReader<string>): Promise<string> {
+  let last = "no reason given";
+  for (let r = await reader.read(); !r.done; r = await reader.read()) {
+    if (r.value.trim() !== "") last = r.value;
+  }
+  return last;
+}
+
+function splitLines(): TransformStream<string, string> {
+  let rest = "";
+  return new TransformStream({
+    transform(chunk, controller) {
+      const lines = (rest + chunk).split("\n");
+      rest = lines.pop()!;
+      for (const line of lines) controller.enqueue(line);
+    },
+    flush(controller) {
+      if (rest !== "") controller.enqueue(rest);
+    },
+  });
 }

@@ -11,6 +11,7 @@
  */
 import { parseArgs } from "node:util";
 import { fuzz, type FuzzStats } from "../tests/fuzz/fuzzer.ts";
+import { RECORDED, type Recorded } from "../tests/fuzz/record.ts";
 import { FakeTarget } from "../tests/rsp/fake_target.ts";
 
 const { values } = parseArgs({
@@ -20,11 +21,15 @@ const { values } = parseArgs({
     cases: { type: "string", default: "100000" },
     target: { type: "string", default: "fake" },
     "packet-size": { type: "string", default: "4096" },
+    recorded: { type: "boolean", default: false },
     help: { type: "boolean", short: "h", default: false },
   },
 });
 if (values.help) {
-  console.log("usage: deno task fuzz [--seed N] [--cases N] [--target fake|vm] [--packet-size N]");
+  console.log(
+    "usage: deno task fuzz [--seed N] [--cases N] [--target fake|vm] [--packet-size N] " +
+      "[--recorded (mutate recorded gdb and lldb sessions)]",
+  );
   Deno.exit(0);
 }
 const seed = Number(values.seed);
@@ -35,6 +40,9 @@ if (![seed, cases, packetSize].every(Number.isSafeInteger) || cases < 1 || packe
   Deno.exit(2);
 }
 
+const recorded = values.recorded
+  ? (JSON.parse(await Deno.readTextFile(RECORDED)) as Recorded).sessions.map((s) => s.packets)
+  : undefined;
 const started = performance.now();
 const progress = (done: number, stats: FuzzStats) =>
   console.error(
@@ -66,6 +74,7 @@ if (values.target === "vm") {
         if (target.vm.debugCpus().length > 0) left++;
       },
       onProgress: progress,
+      ...(recorded !== undefined && { recorded }),
     });
     if (left > 0) {
       stats.failures.push({ case: -1, bytes: "", problem: `${left} sessions left a vCPU parked` });
@@ -81,6 +90,7 @@ if (values.target === "vm") {
     packetSize,
     target: () => new FakeTarget(),
     onProgress: progress,
+    ...(recorded !== undefined && { recorded }),
   });
 }
 

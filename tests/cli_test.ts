@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { parseCommandLine, parseListenSpec, UsageError } from "../cli.ts";
+import { parseCommandLine, parseDuration, parseListenSpec, UsageError } from "../cli.ts";
 
 const noEnv = { get: () => undefined };
 
@@ -93,6 +93,37 @@ Deno.test("--help reads like a finished tool's", async () => {
   for (const part of ["Usage:", "Examples:", "--vm NAME", "-G", "single-step", "breakpoints"]) {
     assert.ok(text.includes(part), `help mentions ${part}`);
   }
+});
+
+Deno.test("release subcommand, --max-hold and --stall-timeout", () => {
+  assert.deepEqual(parseCommandLine(["release", "--vm", "web"]), {
+    kind: "release",
+    options: { vm: "web" },
+  });
+  assert.throws(() => parseCommandLine(["release"]), /release: --vm NAME is required/);
+  assert.throws(
+    () => parseCommandLine(["release", "--vm", "a", "-G", "1"]),
+    /release: unknown option/,
+  );
+  const run = parseCommandLine([
+    "--vm",
+    "a",
+    "-G",
+    "1",
+    "--max-hold",
+    "90s",
+    "--stall-timeout",
+    "500ms",
+  ]);
+  assert.equal(run.kind, "run");
+  if (run.kind === "run") {
+    assert.equal(run.options.maxHoldMs, 90_000);
+    assert.equal(run.options.stallTimeoutMs, 500);
+  }
+  assert.equal(parseDuration("--max-hold", "2m"), 120_000);
+  assert.equal(parseDuration("--max-hold", "1.5"), 1500);
+  assert.throws(() => parseDuration("--max-hold", "soon"), /--max-hold soon: expected a duration/);
+  assert.throws(() => parseDuration("--max-hold", "0s"), /expected a duration/);
 });
 
 Deno.test("--allow-write is off unless given", () => {

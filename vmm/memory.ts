@@ -13,6 +13,7 @@
  */
 import { TargetError } from "../rsp/target.ts";
 import { walk } from "./page_walk.ts";
+import { inX2apicMode, X2APIC_NOTE } from "./x2apic.ts";
 import {
   type GuestPaging,
   isGone,
@@ -38,8 +39,10 @@ export interface KernelDevice {
 }
 
 /** The devices vmm.ko emulates itself (sys/amd64/vmm: vlapic, vioapic, vhpet). */
+const LOCAL_APIC: KernelDevice = { name: "local APIC", gpa: 0xfee0_0000n, length: 0x1000n };
+
 export const KERNEL_DEVICES: readonly KernelDevice[] = [
-  { name: "local APIC", gpa: 0xfee0_0000n, length: 0x1000n },
+  LOCAL_APIC,
   { name: "I/O APIC", gpa: 0xfec0_0000n, length: 0x1000n },
   { name: "HPET", gpa: 0xfed0_0000n, length: 0x400n },
 ];
@@ -149,11 +152,15 @@ export class GuestMemory {
 
   #readDevice(vcpu: number, gpa: bigint, device: KernelDevice, into: Uint8Array): number {
     const end = bigMin(device.gpa + device.length, gpa + BigInt(into.length));
+    const lapic = device === LOCAL_APIC;
     let done = 0;
+    let anyNonZero = false;
     for (let word = gpa & ~3n; word < end; word += 4n) {
       let value: bigint;
       try {
-        value = this.#vm.readKernemu(vcpu, word, 4);
+        // The local APIC's registers are the first 4 bytes of each 16-byte slot; vmm's
+        // lapic_mmio_read refuses the rest (EINVAL), which are reserved: read as 0.
+        value = lapic && (word & 0xfn) !== 0n ? 0n : this.#vm.readKernemu(vcpu, word, 4);
       } catch (error) {
         if (isGone(error) || !(error instanceof VmmError)) throw error;
         if (done > 0) return done;
@@ -164,10 +171,15 @@ export class GuestMemory {
           { cause: error },
         );
       }
+      anyNonZero ||= value !== 0n;
       for (let b = 0n; b < 4n; b++) {
         const at = word + b;
         if (at >= gpa && at < end) into[done++] = Number((value >> (8n * b)) & 0xffn);
       }
+    }
+    // In x2APIC mode vmm reads every register as 0: only then is it worth asking.
+    if (lapic && !anyNonZero && inX2apicMode(this.#vm, vcpu)) {
+      throw new TargetError(`Cannot read guest memory: ${hex(gpa)}: ${X2APIC_NOTE}`, EFAULT);
     }
     return done;
   }

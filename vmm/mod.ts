@@ -13,90 +13,39 @@
  *
  * @module
  */
-import { getLogger } from "@logtape/logtape";
 import { VmTarget, type VmTargetOptions } from "./target.ts";
-import { type VmHandle, type Vmmapi, VmmError } from "./vmmapi.ts";
+import type { Vmmapi } from "./vmmapi.ts";
+import { type BootHoldOptions, holdAtBoot } from "./boot_hold.ts";
 
 export { VmTarget, type VmTargetOptions } from "./target.ts";
 export * from "./vmmapi.ts";
 export { REGISTERS, targetDescription } from "./registers.ts";
 export { walk, type WalkResult } from "./page_walk.ts";
-
-const log = getLogger(["bhyve-gdbstub", "vmm"]);
+export {
+  type BootHold,
+  type BootHoldOptions,
+  type BootHoldOutcome,
+  holdAtBoot,
+  waitForVm,
+} from "./boot_hold.ts";
 
 /** Opens VM `name` and wraps it as a DebugTarget (not yet stopped). Throws VmmError. */
 export function openTarget(api: Vmmapi, name: string, options: VmTargetOptions = {}): VmTarget {
   return new VmTarget(api.open(name, { writable: options.allowWrite ?? false }), options);
 }
 
-/** Options for {@link waitForVm} and {@link waitAndHold}. */
-export interface WaitOptions extends VmTargetOptions {
-  /** Cancels the wait. */
-  signal?: AbortSignal;
-  /** How often to try vm_open, and to look for active vCPUs (ms); default 20. */
-  intervalMs?: number;
-}
-
-/** Polls vm_open until VM `name` exists; other errors than ENOENT are thrown. */
-export async function waitForVm(
-  api: Vmmapi,
-  name: string,
-  options: WaitOptions = {},
-): Promise<VmHandle> {
-  const interval = options.intervalMs ?? 20;
-  let logged = false;
-  for (;;) {
-    options.signal?.throwIfAborted();
-    try {
-      return api.open(name, { writable: options.allowWrite ?? false });
-    } catch (error) {
-      if (!(error instanceof VmmError) || error.code !== "ENOENT") throw error;
-      if (!logged) log.debug("waiting for VM {name} to appear", { name });
-      logged = true;
-    }
-    await sleep(interval, options.signal);
-  }
-}
+/** Options for {@link waitAndHold}. */
+export type WaitOptions = BootHoldOptions;
 
 /**
- * `w` mode: waits for VM `name`, then holds its vCPUs as soon as any is active (bhyve starts
- * the boot vCPU itself, so this is the earliest stop a separate process can make). Resolves
- * with the target held; the caller prints its note and serves the debugger, whose attach then
- * finds the VM already stopped.
+ * `w` mode: waits for VM `name`, then holds its boot vCPU as early as possible and the rest
+ * with it (see {@link holdAtBoot}, which also says whether the guest had run). Resolves with
+ * the target held.
  */
 export async function waitAndHold(
   api: Vmmapi,
   name: string,
   options: WaitOptions = {},
 ): Promise<VmTarget> {
-  const interval = options.intervalMs ?? 20;
-  const target = new VmTarget(await waitForVm(api, name, options), options);
-  try {
-    await target.stop();
-    while (target.control.mine.size === 0 && target.control.bhyves.size === 0) {
-      if (target.gone !== undefined) break;
-      await sleep(interval, options.signal);
-      target.control.poll();
-    }
-    return target;
-  } catch (error) {
-    await target.close().catch(() => {});
-    throw error;
-  }
-}
-
-function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason);
-    const timer = setTimeout(done, ms);
-    function done() {
-      signal?.removeEventListener("abort", onAbort);
-      resolve();
-    }
-    function onAbort() {
-      clearTimeout(timer);
-      reject(signal?.reason);
-    }
-    signal?.addEventListener("abort", onAbort, { once: true });
-  });
+  return (await holdAtBoot(api, name, options)).target;
 }

@@ -3,12 +3,16 @@
  *
  * @module
  */
+import { VERSION } from "../cli.ts";
 import { TargetError, TargetGoneError } from "../rsp/target.ts";
 import { KERNEL_DEVICES, type Route } from "./memory.ts";
 import { walk, type WalkResult } from "./page_walk.ts";
+import { monitorAddress } from "./monitor_address.ts";
 import { cpuModeName, CR4_PSE, pagingModeName } from "./paging.ts";
 import type { VmTarget } from "./target.ts";
-import { isGone } from "./vmmapi.ts";
+import { isGone, PagingMode } from "./vmmapi.ts";
+import { inX2apicMode, X2APIC_NOTE } from "./x2apic.ts";
+import { monitorDump } from "./monitor_dump.ts";
 
 const hex = (v: bigint) => `0x${v.toString(16)}`;
 const hex16 = (v: bigint) => `0x${v.toString(16).padStart(16, "0")}`;
@@ -38,18 +42,28 @@ const LAPIC_BASE = 0xfee0_0000n;
 export const HELP_TEXT = `bhyve-gdbstub monitor commands:
   help            this text
   vcpus           each vCPU: who holds it, CPU mode, paging mode, CR3
-  pagewalk ADDR   the page-table walk of a virtual address on the selected vCPU
+  pagewalk ADDR   the page-table walk of a virtual address (or of a register: rip,
+                  $pc, $sp) on the selected vCPU
   memmap          the guest-physical map: RAM ranges, holes, in-kernel devices
   phys on|off     read memory by guest-physical (on) or guest-virtual (off) address
-  lapic           the selected vCPU's local APIC registers (through kernemu)
+  lapic           the selected vCPU's local APIC registers (through kernemu; 16-byte
+                  aligned registers only; not in x2APIC mode, where they are MSRs)
+  info version    the server's version; gdb thread N is vCPU N-1 (as in QEMU)
   breakpoints ignore|refuse
                   whether continue runs past breakpoints the VM cannot honour
+  dump [-p] NAME  save the VM as an ELF core NAME in the server's --dump-dir (-p: by
+                  virtual address, for gdb); never overwrites
   emulation       emulated execution: available or why not, its budget, what the last run did
   budget [N] [MS] the budget of an emulated continue: N instructions, MS milliseconds of wall time
 `;
 
 /** Runs one monitor command for the vCPU behind `thread`; returns console text. */
-export function runMonitor(target: VmTarget, command: string, thread: number): string {
+export function runMonitor(
+  target: VmTarget,
+  command: string,
+  thread: number,
+  print?: (text: string) => Promise<void>,
+): string | Promise<string> {
   const [name = "", ...args] = command.trim().split(/\s+/);
   switch (name) {
     case "":
@@ -65,6 +79,10 @@ export function runMonitor(target: VmTarget, command: string, thread: number): s
       return phys(target, args[0]);
     case "lapic":
       return lapic(target, thread);
+    case "info":
+      return info(args[0]);
+    case "dump":
+      return monitorDump(target, target.dumpDir, args, print);
     case "emulation":
       return target.emulated.describeLast();
     case "budget":
@@ -104,20 +122,18 @@ function vcpus(target: VmTarget): string {
   return `VM ${vm.name}: ${active.length} active vCPU(s)\n${lines.join("\n")}\n`;
 }
 
-/** Parses a monitor address: hex with or without 0x, or decimal with a leading "#"... */
-export function parseAddress(text: string | undefined): bigint | undefined {
-  if (text === undefined) return undefined;
-  const t = text.toLowerCase().replace(/_/g, "");
-  if (/^0x[0-9a-f]+$/.test(t)) return BigInt(t);
-  if (/^[0-9a-f]+$/.test(t)) return BigInt(`0x${t}`);
-  return undefined;
-}
-
 function pagewalk(target: VmTarget, thread: number, arg: string | undefined): string {
-  const gva = parseAddress(arg);
-  if (gva === undefined) return "usage: monitor pagewalk ADDRESS (hexadecimal)\n";
+  if (arg === undefined) return `${PAGEWALK_USAGE}\n`;
+  const address = monitorAddress(target, thread, arg);
+  if (typeof address === "string") return `${address}\n${PAGEWALK_USAGE}\n`;
+  const gva = address.value;
   const vcpu = target.vcpuOf(thread);
   const state = target.pagingState(vcpu);
+  const what = address.register === undefined ? hex(gva) : `${address.register} = ${hex(gva)}`;
+  if (state.paging.pagingMode === PagingMode.FLAT) {
+    const head = `${what} on vCPU ${vcpu} (${cpuModeName(state.paging.cpuMode)}, no paging):`;
+    return withoutPaging(target, head, gva);
+  }
   const read = (gpa: bigint, size: 4 | 8) => {
     const bytes = target.memory.readPhysical(vcpu, gpa, size);
     if (bytes.length < size) throw new TargetError(`short read at ${hex(gpa)}`, 14);
@@ -136,17 +152,28 @@ function pagewalk(target: VmTarget, thread: number, arg: string | undefined): st
     if (error instanceof TargetGoneError || isGone(error)) throw error;
     return `page walk of ${hex(gva)} failed: ${(error as Error).message}\n`;
   }
-  return formatWalk(target, vcpu, gva, result, pagingModeName(state.paging.pagingMode));
+  return formatWalk(target, vcpu, what, gva, result, pagingModeName(state.paging.pagingMode));
+}
+
+const PAGEWALK_USAGE =
+  "usage: monitor pagewalk ADDRESS|REGISTER (hexadecimal, or a register such as rip, $pc, $sp)";
+
+/** A vCPU with paging off has no tables: the address is the guest-physical one, as in vmm. */
+function withoutPaging(target: VmTarget, head: string, gva: bigint): string {
+  return `${head}\n` +
+    "  no page tables to walk: with paging off the address is the guest-physical address\n" +
+    `  -> ${hex(gva)}\n  reads: ${describeRoute(target.memory.route(gva))}\n`;
 }
 
 function formatWalk(
   target: VmTarget,
   vcpu: number,
+  what: string,
   gva: bigint,
   result: WalkResult,
   mode: string,
 ): string {
-  const lines = [`${hex(gva)} on vCPU ${vcpu} (${mode}):`];
+  const lines = [`${what} on vCPU ${vcpu} (${mode}):`];
   for (const l of result.levels) {
     const bits = [l.present ? "P" : "-", l.writable ? "W" : "R", l.user ? "U" : "S"];
     if (l.large) bits.push("large");
@@ -175,7 +202,10 @@ function formatWalk(
 function describeRoute(route: Route): string {
   switch (route.kind) {
     case "ram":
-      return `guest RAM (memory segment ${route.range.segid})`;
+      return route.range.segmentName === ""
+        ? `guest RAM (memory segment ${route.range.segid})`
+        : `device memory "${route.range.segmentName}" (segment ${route.range.segid}), ` +
+          "mapped through its own node (/dev/vmm.io/VM.SEGNAME)";
     case "device":
       return `the in-kernel ${route.device.name}, through vm_readwrite_kernemu_device`;
     case "refused":
@@ -197,7 +227,9 @@ function memmap(target: VmTarget): string {
     const what = r.segmentName === "" ? "RAM" : `segment "${r.segmentName}"`;
     lines.push(
       `  ${span(r.gpa, r.gpa + r.length)}  ${what} (segid ${r.segid}, ${sizeName(r.length)})${
-        r.readable ? "" : ", not readable from outside bhyve"
+        r.readable
+          ? r.segmentName === "" ? "" : ", read through its devmem node"
+          : ", not readable from outside bhyve"
       }`,
     );
     next = r.gpa + r.length;
@@ -223,6 +255,11 @@ function phys(target: VmTarget, arg: string | undefined): string {
 function lapic(target: VmTarget, thread: number): string {
   const vcpu = target.vcpuOf(thread);
   const lines = [`local APIC of vCPU ${vcpu}:`];
+  try {
+    if (inX2apicMode(target.vm, vcpu)) return `${lines[0]} ${X2APIC_NOTE}\n`;
+  } catch (error) {
+    if (isGone(error)) throw error;
+  }
   for (const [name, offset] of LAPIC_REGISTERS) {
     let text: string;
     try {
@@ -235,4 +272,16 @@ function lapic(target: VmTarget, thread: number): string {
     lines.push(`  ${name.padEnd(20)} (+0x${offset.toString(16).padStart(3, "0")}) ${text}`);
   }
   return `${lines.join("\n")}\n`;
+}
+
+/**
+ * `monitor info version`, QEMU's spelling, answered on purpose: Linux's gdb scripts
+ * (scripts/gdb/linux/utils.py, get_gdbserver_type) ask it to learn whether gdb's thread N is
+ * CPU N-1, which their per-CPU helpers ($lx_per_cpu, $lx_current, ...) need. That holds here:
+ * thread N is vCPU N-1, and as bhyve activates every vCPU at start, gdb numbers them the same.
+ * Any non-empty answer counts as yes, so the answer must never be empty.
+ */
+function info(what: string | undefined): string {
+  if (what === "version") return `bhyve-gdbstub ${VERSION} (gdb thread N is vCPU N-1)\n`;
+  return 'usage: monitor info version (the only "info" command)\n';
 }

@@ -8,9 +8,10 @@
  *
  * @module
  */
-import { getLogger } from "@logtape/logtape";
+import { getLogger } from "../log/mod.ts";
 import { encodeRegister, type RegisterDef, REGISTERS } from "./registers.ts";
 import { isGone, type SegDesc, type VmHandle, VmmError, VmReg } from "./vmmapi.ts";
+import { inX2apicMode, X2APIC_NOTE } from "./x2apic.ts";
 
 const log = getLogger(["bhyve-gdbstub", "vmm"]);
 
@@ -27,6 +28,8 @@ export class RegisterReader {
   #plain: { def: RegisterDef; id: number }[] | undefined;
   #ids = new Int32Array(0);
   #values = new BigUint64Array(0);
+  /** vCPUs whose x2APIC mode (no cr8 through the TPR) was already reported. */
+  #x2apicNoted = new Set<number>();
   /** During readAll: each segment's descriptor, read once for both base and limit. */
   #descs: Map<number, SegDesc> | undefined;
 
@@ -112,6 +115,22 @@ export class RegisterReader {
     return desc;
   }
 
+  /**
+   * cr8 before FreeBSD 15: the local APIC's TPR through kernemu, unless the local APIC is in
+   * x2APIC mode, where kernemu reads 0 (unavailable then, and said once per vCPU).
+   */
+  #tprFallback(vcpu: number): bigint | undefined {
+    const tpr = this.#vm.readKernemu(vcpu, LAPIC_TPR_GPA, 4);
+    if (tpr === 0n && inX2apicMode(this.#vm, vcpu)) {
+      if (!this.#x2apicNoted.has(vcpu)) {
+        this.#x2apicNoted.add(vcpu);
+        log.info("vCPU {vcpu}: cr8 is unavailable: {note}", { vcpu, note: X2APIC_NOTE });
+      }
+      return undefined;
+    }
+    return (tpr >> 4n) & 0xfn;
+  }
+
   #readValue(vcpu: number, def: RegisterDef): bigint | undefined {
     const source = def.source;
     const extended = this.extended(vcpu);
@@ -126,7 +145,7 @@ export class RegisterReader {
           return source.field === "base" ? desc.base : BigInt(desc.limit);
         }
         case "cr8":
-          return (this.#vm.readKernemu(vcpu, LAPIC_TPR_GPA, 4) >> 4n) & 0xfn;
+          return this.#tprFallback(vcpu);
         default:
           return undefined;
       }

@@ -13,7 +13,7 @@
  *
  * @module
  */
-import { getLogger } from "@logtape/logtape";
+import { getLogger } from "../log/mod.ts";
 import { isGone, type VmHandle, VmmError } from "./vmmapi.ts";
 
 const log = getLogger(["bhyve-gdbstub", "vmm"]);
@@ -37,11 +37,35 @@ export class RunControl {
   #bhyves = new Set<number>();
   /** Ours, released but not resumed (vm_resume_cpu failed): retried until they run. */
   #stranded = new Set<number>();
+  #record: (vcpus: number[]) => void;
   /** Ours, let run while the rest stays held (a per-thread resume): the poll leaves them be. */
   #free = new Set<number>();
 
-  constructor(vm: VmHandle) {
+  /**
+   * `record` is told which vCPUs are ours before each suspend and after each resume (see
+   * hold_record.ts), so a server killed outright leaves a list of them behind.
+   */
+  constructor(vm: VmHandle, record: (vcpus: number[]) => void = () => {}) {
     this.#vm = vm;
+    this.#record = record;
+  }
+
+  /** Records the vCPUs that are ours now, plus `more` about to be. */
+  #note(more: Iterable<number> = []): void {
+    this.#record([...this.#mine, ...this.#stranded, ...more]);
+  }
+
+  /**
+   * Takes `vcpus` (left by an earlier server killed while it held them: hold_record.ts) as
+   * stranded vCPUs of ours, where they are still in the debug set; returns those taken. Call
+   * before the first {@link hold}; {@link retryStranded} then resumes them.
+   */
+  adopt(vcpus: readonly number[]): number[] {
+    const debug = new Set(this.#vm.debugCpus());
+    const taken = vcpus.filter((vcpu) => debug.has(vcpu) && !this.#held);
+    for (const vcpu of taken) this.#stranded.add(vcpu);
+    this.#note();
+    return taken;
   }
 
   /** Whether the VM is held (between {@link hold} and {@link release}). */
@@ -70,6 +94,16 @@ export class RunControl {
    */
   get stranded(): ReadonlySet<number> {
     return this.#stranded;
+  }
+
+  /**
+   * Takes `vcpu` as this debugger's before the next {@link hold}: it is in the debug set
+   * because this process suspended it outside a hold (`w` mode catching the boot vCPU), so
+   * the hold must count it as ours, to resume, and not as bhyve's.
+   */
+  claim(vcpu: number): void {
+    if (this.#held) this.#mine.add(vcpu);
+    else this.#stranded.add(vcpu);
   }
 
   /** How `vcpu` stands now, as far as this debugger knows. */
@@ -101,9 +135,12 @@ export class RunControl {
     this.#stranded.clear();
     this.#bhyves = new Set([...debug].filter((vcpu) => !this.#mine.has(vcpu)));
     const suspended: number[] = [];
-    for (const vcpu of active) {
-      if (!debug.has(vcpu) && this.#suspend(vcpu)) suspended.push(vcpu);
+    const wanted = active.filter((vcpu) => !debug.has(vcpu));
+    this.#note(wanted); // one write for the whole batch, before the first suspend
+    for (const vcpu of wanted) {
+      if (this.#suspend(vcpu, true)) suspended.push(vcpu);
     }
+    this.#note();
     log.debug("held VM {name}: suspended {mine}, bhyve holds {bhyves}", {
       name: this.#vm.name,
       mine: [...this.#mine],
@@ -179,6 +216,7 @@ export class RunControl {
     this.#bhyves.clear();
     this.#free.clear();
     this.#held = false;
+    this.#note();
     return resumed;
   }
 
@@ -192,6 +230,7 @@ export class RunControl {
         resumed.push(vcpu);
       }
     }
+    this.#note();
     log.debug("released vCPUs {resumed} of VM {name}; the others stay held", {
       resumed,
       name: this.#vm.name,
@@ -223,6 +262,7 @@ export class RunControl {
       }
     }
     if (resumed.length > 0) log.info("resumed vCPUs {resumed} on a retry", { resumed });
+    this.#note();
     return resumed;
   }
 
@@ -233,6 +273,7 @@ export class RunControl {
     this.#bhyves.clear();
     this.#stranded.clear();
     this.#held = false;
+    this.#note();
   }
 
   #resume(vcpu: number, retrying = false): boolean {
@@ -248,12 +289,15 @@ export class RunControl {
     }
   }
 
-  #suspend(vcpu: number): boolean {
+  /** Suspends `vcpu` as ours, recording it first unless the caller already has (`noted`). */
+  #suspend(vcpu: number, noted = false): boolean {
+    if (!noted) this.#note([vcpu]);
     try {
       this.#vm.suspendCpu(vcpu);
       this.#mine.add(vcpu);
       return true;
     } catch (error) {
+      this.#note();
       if (isGone(error) || !(error instanceof VmmError)) throw error;
       // EINVAL: the vCPU went inactive between the two looks; the next poll sees it.
       log.debug("cannot suspend vCPU {vcpu}: {error}", { vcpu, error: error.message });

@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { getLogger } from "@logtape/logtape";
+import { getLogger } from "../log/mod.ts";
 import {
   type Breakpoint,
   type Capability,
@@ -18,7 +18,9 @@ import {
   TargetGoneError,
   type ThreadInfo,
 } from "../rsp/target.ts";
+import type { HoldRecord } from "./hold_record.ts";
 import { GuestMemory } from "./memory.ts";
+import { recoverHold } from "./release.ts";
 import { runMonitor } from "./monitor.ts";
 import { cpuModeName, guestPaging, pagingModeName, type PagingState } from "./paging.ts";
 import { RegisterReader, type RegisterValues } from "./register_reader.ts";
@@ -26,6 +28,7 @@ import { REGISTERS, targetDescription } from "./registers.ts";
 import { RunControl } from "./run_control.ts";
 import { EmulatedControl, type EmulationSetup } from "./emulated_control.ts";
 import { commitPaths } from "./emulation.ts";
+import { ParkTracker } from "./parking.ts";
 import { GuestWriter } from "./write/mod.ts";
 import { isGone, type VmHandle, VmmError, VmReg } from "./vmmapi.ts";
 
@@ -46,12 +49,31 @@ export interface VmTargetOptions {
   runningPollMs?: number;
   /** Emulated stepping and breakpoints: the emulator library and the guest write paths. */
   emulation?: EmulationSetup;
+  /** How long a stop waits for suspended vCPUs to park (ms); default 2000. */
+  parkTimeoutMs?: number;
+  /**
+   * bhyve's vCPU threads spin while a vCPU is held (FreeBSD 13.x: vmexit_debug does not
+   * sleep): each attach says so once.
+   */
+  heldVcpusSpin?: boolean;
+  /**
+   * Where to record the vCPUs this server holds (hold_record.ts). vCPUs an earlier server
+   * recorded there, and left parked, are taken as this one's and resumed at once.
+   */
+  record?: HoldRecord;
   /**
    * `--allow-write`: memory and register writes reach the guest (the VM must have been opened
    * writable for memory). Off by default: nothing is ever written to the guest.
    */
   allowWrite?: boolean;
+  /** Where `monitor dump` may write (the server's --dump-dir); refused without it. */
+  dumpDir?: string;
 }
+
+/** What a 13.x user is told once per attach. */
+export const SPIN_NOTE = "FreeBSD 13.x: bhyve's vCPU threads do not sleep while a vCPU is " +
+  "held (vmexit_debug goes straight back to VM_RUN), so each vCPU held by the debugger keeps " +
+  "one host core busy until you continue or detach.";
 
 /** Why each capability is missing on a VM, in the words the user sees. */
 export const UNSUPPORTED: Readonly<Record<Capability, string>> = {
@@ -78,19 +100,26 @@ export class VmTarget implements DebugTarget {
   readonly control: RunControl;
   /** Stepping, breakpoints and watchpoints by emulation (vmm/emulated_control.ts). */
   readonly emulated: EmulatedControl;
+  readonly parking: ParkTracker;
   readonly writer: GuestWriter;
   readonly allowWrite: boolean;
   /** Whether readMemory takes guest-physical addresses (`monitor phys on`). */
   physicalMode = false;
+  /** Where `monitor dump` may write; undefined: refused. */
+  readonly dumpDir: string | undefined;
 
   #heldPollMs: number;
   #runningPollMs: number;
+  #parkTimeoutMs: number;
+  #heldVcpusSpin: boolean;
   #timer: ReturnType<typeof setInterval> | undefined;
   /** Retries the resume of stranded vCPUs (see {@link RunControl.stranded}). */
   #retry: ReturnType<typeof setTimeout> | undefined;
   #gone: string | undefined;
   /** The thread of the last stop: what a `continue` without a thread list emulates. */
   #lastThread = 1;
+  /** Stops since the last attach: the first one says the 13.x note. */
+  #stops = 0;
   #active: number[] | undefined;
   #registerCache = new Map<number, RegisterValues>();
   #pagingCache = new Map<number, PagingState>();
@@ -99,7 +128,9 @@ export class VmTarget implements DebugTarget {
     this.vm = vm;
     this.memory = new GuestMemory(vm);
     this.registers = new RegisterReader(vm);
-    this.control = new RunControl(vm);
+    const record = options.record;
+    this.control = new RunControl(vm, record && ((vcpus) => writeRecord(record, vcpus)));
+    this.parking = new ParkTracker(vm);
     this.writer = new GuestWriter(vm, this.memory);
     this.allowWrite = options.allowWrite ?? false;
     this.emulated = new EmulatedControl(vm, {
@@ -108,6 +139,52 @@ export class VmTarget implements DebugTarget {
     });
     this.#heldPollMs = options.heldPollMs ?? 75;
     this.#runningPollMs = options.runningPollMs ?? 250;
+    this.#parkTimeoutMs = options.parkTimeoutMs ?? 2000;
+    this.#heldVcpusSpin = options.heldVcpusSpin ?? false;
+    this.dumpDir = options.dumpDir;
+    if (record !== undefined) this.#recover(record);
+  }
+
+  /** Resumes the vCPUs an earlier server recorded and left parked (killed with SIGKILL). */
+  #recover(record: HoldRecord): void {
+    let resumed: number[];
+    try {
+      resumed = recoverHold(this.control, record);
+    } catch (error) {
+      log.warn("cannot resume what an earlier bhyve-gdbstub held: {error}", {
+        error: String(error),
+      });
+      return;
+    }
+    if (this.control.stranded.size > 0) this.#startRetry();
+    if (resumed.length > 0) {
+      log.warn("resumed vCPUs {resumed} of VM {name}, left held by an earlier bhyve-gdbstub", {
+        resumed: resumed.join(", "),
+        name: this.vm.name,
+      });
+    }
+  }
+
+  /**
+   * The last resort before the process ends abruptly (an uncaught error): resumes what this
+   * server holds, synchronously, and tells what it could not. Never throws.
+   */
+  releaseNow(): string {
+    this.#stopTimer();
+    try {
+      if (this.#gone === undefined) {
+        this.control.release();
+        this.control.retryStranded();
+      }
+    } catch (error) {
+      return `could not release VM ${this.vm.name}: ${(error as Error).message}`;
+    }
+    const left = [...this.control.stranded];
+    return left.length === 0
+      ? `released VM ${this.vm.name}`
+      : `vCPUs ${
+        left.join(", ")
+      } of VM ${this.vm.name} stay held (bhyve-gdbstub release --vm ${this.vm.name})`;
   }
 
   /** Why the VM is gone, if it is. */
@@ -210,14 +287,13 @@ export class VmTarget implements DebugTarget {
     });
   }
 
-  /** Stops every vCPU (attach, Ctrl-C, or after a run of some of them). */
+  /**
+   * Stops every vCPU (attach, Ctrl-C, or after a run of some of them); the session picks the
+   * signal from the reason (SIGTRAP for an attach, SIGINT for a Ctrl-C).
+   */
   async stop(): Promise<StopEvent> {
     await this.emulated.halt(); // an emulated continue commits before anything is read
-    return await this.#stopNow();
-  }
-
-  #stopNow(): Promise<StopEvent> {
-    if (this.#gone !== undefined) return Promise.resolve(this.#exited());
+    if (this.#gone !== undefined) return this.#exited();
     this.#stopRetry();
     try {
       let suspended: number[];
@@ -240,20 +316,28 @@ export class VmTarget implements DebugTarget {
           log.debug("waiting for vCPU {vcpu} to park: {error}", { vcpu, error: error.message });
         }
       }
+      // Out of the guest is not yet parked: an exit bhyve is still emulating has not been
+      // applied. No snapshot until each has taken its debug exit (parking.ts).
+      this.#guard(() => this.parking.suspended(suspended));
+      await this.parking.settle(this.#parkTimeoutMs);
     } catch (error) {
-      if (error instanceof TargetGoneError) return Promise.resolve(this.#exited());
+      if (error instanceof TargetGoneError) return this.#exited();
       throw error;
     }
     this.#invalidate();
     this.#startHeldPoll();
     const active = this.activeCpus();
+    if (this.#stops === 0 && this.#heldVcpusSpin && this.control.mine.size > 0) {
+      log.warn(`${SPIN_NOTE} Held now: ${this.control.mine.size} vCPU(s).`);
+    }
+    this.#stops++;
     this.#lastThread = (active[0] ?? 0) + 1;
-    return Promise.resolve({
+    return {
       kind: "stopped",
       thread: this.#lastThread,
       signal: SIGTRAP,
       reason: { type: "interrupt" },
-    });
+    };
   }
 
   /** One instruction of `thread`, emulated; the other vCPUs stay held. */
@@ -310,6 +394,7 @@ export class VmTarget implements DebugTarget {
       }
       if (vcpus === undefined) this.#stopTimer();
       this.#invalidate();
+      this.parking.clear();
       this.#guard(() => this.control.release(vcpus));
     } catch (error) {
       return Promise.reject(error);
@@ -364,6 +449,8 @@ export class VmTarget implements DebugTarget {
     // The guest runs on natively after a detach, whatever breakpoints were left (a dropped
     // connection leaves them): never into another emulated run.
     this.emulated.clearBreakpoints();
+    this.#stops = 0; // the next debugger's attach is a first stop again
+    this.physicalMode = false; // nothing one debugger sets reaches the next
     if (this.#gone !== undefined) {
       this.#stopTimer();
       return;
@@ -423,8 +510,12 @@ export class VmTarget implements DebugTarget {
     return vcpu;
   }
 
-  monitor(command: string, thread: number): string {
-    return runMonitor(this, command, thread);
+  monitor(
+    command: string,
+    thread: number,
+    print?: (text: string) => Promise<void>,
+  ): string | Promise<string> {
+    return runMonitor(this, command, thread, print);
   }
 
   /** Resumes what this debugger stopped (if anything) and closes the VM. */
@@ -496,7 +587,8 @@ export class VmTarget implements DebugTarget {
   #cacheable(vcpu: number): boolean {
     // While some vCPUs run (a per-thread resume), shared memory and page tables may change.
     return this.control.held && this.control.free.size === 0 &&
-      (this.control.mine.has(vcpu) || this.control.bhyves.has(vcpu));
+      (this.control.mine.has(vcpu) || this.control.bhyves.has(vcpu)) &&
+      this.#guard(() => this.parking.parked(vcpu));
   }
 
   #startHeldPoll(): void {
@@ -504,6 +596,7 @@ export class VmTarget implements DebugTarget {
     const timer = setInterval(() => {
       try {
         const changes = this.#guard(() => this.control.poll());
+        this.#guard(() => this.parking.suspended(changes.suspended));
         const changed = [...changes.suspended, ...changes.adopted];
         if (changed.length > 0) this.#invalidate(changed);
       } catch (error) {
@@ -539,9 +632,19 @@ export class VmTarget implements DebugTarget {
       log.debug("{gone}", { gone: this.#gone });
       this.#stopTimer();
       this.control.abandon();
+      this.parking.clear();
       this.#invalidate();
       throw new TargetGoneError(this.#gone, { cause: error });
     }
+  }
+}
+
+/** Writes the record; a record that cannot be written costs a warning, never the hold. */
+function writeRecord(record: HoldRecord, vcpus: number[]): void {
+  try {
+    record.write(vcpus);
+  } catch (error) {
+    log.warn("cannot write {path}: {error}", { path: record.path, error: String(error) });
   }
 }
 

@@ -118,7 +118,10 @@ export interface MemoryRange {
   flags: number;
   /** The segment's name from vm_get_memseg: "" for system memory (RAM), e.g. "bootrom". */
   segmentName: string;
-  /** Whether this process could map it read-only through the device fd. */
+  /**
+   * Whether this process could map it read-only: system memory through the VM's device fd,
+   * a named device-memory segment through its own node (/dev/vmm.io/NAME.SEGNAME).
+   */
   readable: boolean;
 }
 
@@ -149,6 +152,11 @@ export interface Vmmapi {
    * RAM is mapped read-write (as libvmmapi's vm_map_gpa does) and the handle can write.
    */
   open(name: string, options?: OpenOptions): VmHandle;
+  /**
+   * The VM's device node (/dev/vmm/NAME on FreeBSD), which exists while the VM does: `w` mode
+   * waits for it before it calls vm_open once.
+   */
+  devicePath?(name: string): string;
   /** Unloads the library; every handle must be closed first. */
   close(): void;
 }
@@ -198,6 +206,17 @@ export interface VmHandle {
   getCapability(vcpu: number, cap: number): number;
   /** vm_get_topology. */
   topology(): Topology;
+  /**
+   * vmm's VMEXIT_USERSPACE counter for `vcpu` ("number of vm exits handled in userspace",
+   * through vm_get_stats): it grows each time VM_RUN returns to bhyve's thread, a debug exit
+   * included. Undefined when the kernel or library does not offer it.
+   */
+  userspaceExits?(vcpu: number): bigint | undefined;
+  /**
+   * vm_get_x2apic_state: whether bhyve lets the guest put this vCPU's local APIC in x2APIC
+   * mode (bhyve -x). Undefined when the library does not offer the call.
+   */
+  x2apicAllowed?(vcpu: number): boolean | undefined;
   /** vm_close, after unmapping guest memory and closing vCPU handles. */
   close(): void;
 }

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { getLogger } from "@logtape/logtape";
+import { getLogger } from "../../log/mod.ts";
 import type { Context } from "../context.ts";
 import { ErrorCode } from "../packets/error.ts";
 import { clampRead, parseMemoryRead, parseMemoryWriteData } from "../packets/memory.ts";

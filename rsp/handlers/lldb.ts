@@ -6,6 +6,9 @@
  */
 import type { Context } from "../context.ts";
 import { textToHex } from "../hex.ts";
+import { ErrorCode } from "../packets/error.ts";
+import { formatStopReply } from "../packets/stop_reply.ts";
+import { parseThreadId } from "../packets/thread_id.ts";
 
 /** `QListThreadsInStopReply`: add `threads:` to stop replies. */
 export function listThreadsInStopReply(ctx: Context): void {
@@ -34,4 +37,23 @@ export function hostInfo(ctx: Context): void {
   const arch = TRIPLES[ctx.target.description().architecture];
   if (arch === undefined) return;
   ctx.reply.text(`triple:${textToHex(arch.triple)};ptrsize:${arch.ptrsize};endian:little;`);
+}
+
+/**
+ * `qThreadStopInfoXX`: one thread's stop reply, which lldb 14 asks for each thread after a stop
+ * (it sends no qThreadExtraInfo). The thread that stopped gets the stop's signal, the others 0
+ * (no stop reason), and each its state and mode as `hexname`, the name `thread list` shows.
+ */
+export function threadStopInfo(ctx: Context, args: string): void {
+  const id = parseThreadId(args);
+  const thread = ctx.target.threads().find((t) => t.id === id);
+  if (thread === undefined) {
+    ctx.error(ErrorCode.noThread, `No thread ${args}`);
+    return;
+  }
+  const stop = ctx.state.lastStop;
+  const signal = stop.kind === "stopped" && stop.thread === thread.id ? stop.signal : 0;
+  ctx.reply.text(
+    formatStopReply({ kind: "stopped", thread: thread.id, signal }, { name: thread.extra }),
+  );
 }

@@ -151,7 +151,7 @@ export async function monitor(ctx: Context, args: string): Promise<Outcome> {
     ctx.error(ErrorCode.malformed, "Malformed qRcmd: the command is not hex");
     return;
   }
-  const output = await ctx.target.monitor(command, ctx.thread());
+  const output = await ctx.target.monitor(command, ctx.thread(), (text) => ctx.console(text));
   if (output !== "") await ctx.console(output);
   ctx.reply.text("OK");
 }

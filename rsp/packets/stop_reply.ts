@@ -39,6 +39,8 @@ export interface StopReplyOptions {
    * plan and show the text as the stop reason (gdb skips keys it does not know).
    */
   description?: string;
+  /** The thread's name for lldb (`hexname:`), which `thread list` shows; gdb skips the key. */
+  name?: string;
 }
 
 /** The stop reason's own fields: what gdb and lldb read to tell a breakpoint from a step. */
@@ -65,6 +67,7 @@ export function formatStopReply(event: StopEvent, options: StopReplyOptions = {}
   if (options.threads !== undefined) {
     reply += `threads:${options.threads.map((id) => hexInt(id)).join(",")};`;
   }
+  if (options.name !== undefined) reply += `hexname:${textToHex(options.name)};`;
   const description = options.description ??
     (event.reason?.type === "refused" ? event.reason.message : undefined);
   if (description !== undefined) {

@@ -17,25 +17,7 @@ import { VmTarget } from "../../vmm/mod.ts";
 import type { VmHandle } from "../../vmm/vmmapi.ts";
 import { DMAP_VBASE } from "../../tests/testvm/layout.ts";
 import { LIBVMMAPI } from "../../tests/helpers/testvm.ts";
-
-type Call = { method: keyof VmHandle; args: unknown[] };
-
-/** Wraps `vm` so that every call made while `recording` is on is logged. */
-function recorder(vm: VmHandle): { vm: VmHandle; calls: Call[]; recording: { on: boolean } } {
-  const calls: Call[] = [];
-  const recording = { on: false };
-  const proxy = new Proxy(vm, {
-    get(target, key) {
-      const value = Reflect.get(target, key, target);
-      if (typeof value !== "function") return value;
-      return (...args: unknown[]) => {
-        if (recording.on) calls.push({ method: key as keyof VmHandle, args });
-        return value.apply(target, args);
-      };
-    },
-  });
-  return { vm: proxy, calls, recording };
-}
+import { type Call, countCalls, median, recorder } from "./recorder.ts";
 
 function replay(vm: VmHandle, calls: Call[]): void {
   for (const { method, args } of calls) {
@@ -45,13 +27,6 @@ function replay(vm: VmHandle, calls: Call[]): void {
 
 const now = () => performance.now();
 
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-}
-
-/** Median over `repeat` runs of `f`, in µs. */
 function time(repeat: number, f: () => void): number {
   const samples: number[] = [];
   for (let i = 0; i < repeat; i++) {
@@ -60,12 +35,6 @@ function time(repeat: number, f: () => void): number {
     samples.push((now() - t0) * 1000);
   }
   return median(samples);
-}
-
-function countCalls(calls: Call[]): Record<string, number> {
-  const counts: Record<string, number> = {};
-  for (const { method } of calls) counts[method] = (counts[method] ?? 0) + 1;
-  return counts;
 }
 
 const { values: args } = parseArgs({

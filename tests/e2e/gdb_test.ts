@@ -60,10 +60,12 @@ for (const generation of ["0200", "0103"] as const) {
     assert.match(s.threads!, /vCPU 3, held by bhyve/, "the parked AP stays bhyve's");
 
     const frames = [...s.bt!.matchAll(/^#\d+ +(?:0x[0-9a-f]+ in )?(\w+) /gm)].map((m) => m[1]);
-    assert.deepEqual(frames.slice(0, 4), [...L.CALL_CHAIN].reverse(), s.bt);
+    const chain = L.callChainFrom(frames[0] ?? "");
+    assert.ok(chain !== undefined && chain.length >= 2, s.bt);
+    assert.deepEqual(frames.slice(0, chain.length), chain, s.bt);
 
     assert.match(s.regs0!, /efer +0x[0-9a-f]+ +\[ .*LMA.* \]/);
-    assert.match(s.regs0!, /rip +0xffffffff80[0-9a-f]+ +0xffffffff80[0-9a-f]+ <\w+\+\d+>/);
+    assert.match(s.regs0!, /rip +0xffffffff80[0-9a-f]+ +0xffffffff80[0-9a-f]+ <\w+(\+\d+)?>/);
     const cr3 = (text: string) => /cr3 +(0x[0-9a-f]+)/.exec(text)?.[1];
     assert.ok(cr3(s.regs0!) !== undefined && cr3(s.regs1!) !== undefined, output);
     assert.notEqual(cr3(s.regs0!), cr3(s.regs1!), "each vCPU has its own page-table root");
@@ -123,7 +125,7 @@ Deno.test("gdb: `w` holds a VM that does not exist yet, from its first moments u
   const name = `w-${Deno.pid}`;
   await using stub = await Stub.start({ vm: name, dir, wait: true });
   assert.ok(
-    await stub.waitForStderr(/earliest possible stop, not the\s+first instruction/),
+    await stub.waitForStderr(/waiting for VM \S+ to start, to hold its boot vCPU/),
     stub.stderr,
   );
   await using vm = await TestVm.start({ name, dir, cpus: 2, mem: "64M" });

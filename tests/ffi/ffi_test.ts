@@ -3,6 +3,7 @@ import { decodeCpuset, errnoName, loadVmmapi, VmmapiLoadError } from "../../ffi/
 import { libc } from "../../ffi/libc.ts";
 import { lastError } from "../../ffi/errno.ts";
 import { MapError, MappedRange } from "../../ffi/memory.ts";
+import { LIBVMMAPI } from "../helpers/testvm.ts";
 
 Deno.test("a load failure names every path tried and how to point at the library", () => {
   assert.throws(() => loadVmmapi({ path: "/nonexistent/libvmmapi.so.6" }), (e: unknown) => {
@@ -15,16 +16,53 @@ Deno.test("a load failure names every path tried and how to point at the library
   });
 });
 
-Deno.test("without a path, libvmmapi.so.6 then libvmmapi.so.5 are tried", () => {
-  let api;
+Deno.test("without a path, .so.7, .so.6, .so.5, then other sonames in the library dir are tried", () => {
+  const dir = Deno.makeTempDirSync({ prefix: "libdir-" });
   try {
-    api = loadVmmapi();
-  } catch (e) {
-    assert.ok(e instanceof VmmapiLoadError);
-    assert.deepEqual(e.tried, ["libvmmapi.so.6", "libvmmapi.so.5"]);
-    return;
+    Deno.writeTextFileSync(`${dir}/libvmmapi.so.8`, "not an ELF file");
+    Deno.writeTextFileSync(`${dir}/libvmmapi.so.10`, "not an ELF file");
+    Deno.writeTextFileSync(`${dir}/libvmmapi.so.6`, "a known soname: tried by name, not here");
+    Deno.writeTextFileSync(`${dir}/libvmmapi.so.8.debug`, "not a soname");
+    let api;
+    try {
+      api = loadVmmapi({ libraryDir: dir });
+    } catch (e) {
+      assert.ok(e instanceof VmmapiLoadError);
+      assert.deepEqual(e.tried, [
+        "libvmmapi.so.7",
+        "libvmmapi.so.6",
+        "libvmmapi.so.5",
+        `${dir}/libvmmapi.so.10`,
+        `${dir}/libvmmapi.so.8`,
+      ]);
+      for (const path of e.tried) assert.ok(e.message.includes(`  ${path}: `), path);
+      return;
+    }
+    api.close(); // a host that has one installed
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
   }
-  api.close(); // a host that has one installed
+});
+
+Deno.test("an unknown soname in the library dir is loaded and its generation detected", () => {
+  const dir = Deno.makeTempDirSync({ prefix: "libdir-" });
+  try {
+    Deno.copyFileSync(LIBVMMAPI["0200"], `${dir}/libvmmapi.so.9`);
+    let api;
+    try {
+      api = loadVmmapi({ libraryDir: dir });
+    } catch (e) {
+      assert.fail(`not loaded: ${e}`);
+    }
+    try {
+      // A host with a real libvmmapi.so.7/6/5 would load that first.
+      if (api.path === `${dir}/libvmmapi.so.9`) assert.equal(api.generation, "0200");
+    } finally {
+      api.close();
+    }
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
 });
 
 Deno.test("a cpuset decodes bit n of the little-endian longs as CPU n", () => {
@@ -64,7 +102,7 @@ Deno.test({
   const fd = c.symbols.memfd_create(new TextEncoder().encode("ram\0"), 0);
   assert.ok(fd >= 0);
   assert.equal(c.symbols.ftruncate(fd, 0x2000n), 0);
-  const writable = MappedRange.map(fd, 0x1000n, 0x1000n, true);
+  const writable = MappedRange.map(fd, 0x1000n, 0x1000n, { writable: true });
   const readOnly = MappedRange.map(fd, 0x1000n, 0x1000n);
   try {
     assert.throws(() => readOnly.write(0x1800n, Uint8Array.of(1)), /mapped read-only/);

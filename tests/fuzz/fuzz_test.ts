@@ -9,8 +9,9 @@ import { TargetError } from "../../rsp/target.ts";
 import { loadVmmapi } from "../../ffi/mod.ts";
 import { openTarget, type VmTarget } from "../../vmm/mod.ts";
 import { FakeTarget } from "../rsp/fake_target.ts";
-import { kvmAvailable, LIBVMMAPI, TestVm, testvmBuilt } from "../helpers/testvm.ts";
+import { LIBVMMAPI, TestVm, testvmBuilt } from "../helpers/testvm.ts";
 import { fuzz, FuzzConnection, type FuzzStats } from "./fuzzer.ts";
+import { RECORDED, type Recorded } from "./record.ts";
 
 /** The CI seed. Change it only together with the regressions it found. */
 export const CI_SEED = 0x8d5eed;
@@ -117,7 +118,7 @@ Deno.test("hostile lengths allocate nothing in proportion to what they claim", a
   assert.deepEqual(conn.problems, []);
 });
 
-const noVm = !testvmBuilt() || !kvmAvailable();
+const noVm = !testvmBuilt();
 
 Deno.test({
   name: "fuzz: a short run against the real VM leaves every vCPU running",
@@ -149,7 +150,22 @@ Deno.test({
       });
       console.log(`${stats.cases} cases on VM ${vm.name}, ${stats.packetsAnswered} packets`);
       assert.equal(stats.failures.length, 0, report(stats));
-      assert.ok(sessions >= 2);
+      // And mutations of what the real gdb and lldb send (record.ts), on the same VM.
+      const recorded: Recorded = JSON.parse(await Deno.readTextFile(RECORDED));
+      const replayed = await fuzz({
+        seed: CI_SEED + 2,
+        cases: 300,
+        casesPerSession: 60,
+        caseTimeoutMs: 10_000,
+        target: () => target,
+        recorded: recorded.sessions.map((s) => s.packets),
+        afterSession: () => {
+          sessions++;
+          assert.deepEqual(target.vm.debugCpus(), baseline, "a vCPU was left suspended");
+        },
+      });
+      assert.equal(replayed.failures.length, 0, report(replayed));
+      assert.ok(sessions >= 4);
       assert.deepEqual(target.vm.debugCpus(), baseline);
       assert.ok(target.gone === undefined);
     } finally {
@@ -174,4 +190,25 @@ Deno.test("fuzz: a target error is an Enn reply and the session goes on", async 
   assert.equal(conn.packets, 3);
   conn.end();
   await done;
+});
+
+/** Mutated cases of recorded gdb and lldb traffic on every push (record.ts made the fixture). */
+export const RECORDED_CASES = 5_000;
+
+Deno.test(`fuzz: ${RECORDED_CASES} mutations of recorded gdb and lldb sessions`, async () => {
+  const recorded: Recorded = JSON.parse(await Deno.readTextFile(RECORDED));
+  const clients = new Set(recorded.sessions.map((s) => s.client));
+  assert.deepEqual([...clients].sort(), ["gdb", "lldb"], "traffic of both clients");
+  const stats = await fuzz({
+    seed: CI_SEED,
+    cases: RECORDED_CASES,
+    target: () => new FakeTarget(),
+    recorded: recorded.sessions.map((s) => s.packets),
+  });
+  console.log(
+    `${stats.cases} recorded-traffic cases (${recorded.clients.join(", ")}), ${stats.sessions} ` +
+      `sessions, ${stats.packetsAnswered} packets answered`,
+  );
+  assert.equal(stats.failures.length, 0, report(stats));
+  assert.ok(stats.packetsAnswered > RECORDED_CASES, "the session answered too little");
 });

@@ -12,7 +12,7 @@
  *
  * @module
  */
-import { configure, type LogRecord, reset } from "@logtape/logtape";
+import { configure, type LogRecord, renderMessage, reset } from "../../log/mod.ts";
 import { PacketDecoder } from "../../rsp/framing.ts";
 import { latin1 } from "../../rsp/hex.ts";
 import { type Connection, Session } from "../../rsp/session.ts";
@@ -321,6 +321,25 @@ export function caseBytes(rng: Rng): Uint8Array {
   return Uint8Array.from(text, (c) => c.charCodeAt(0) & 0xff);
 }
 
+/**
+ * Bytes for one case from recorded traffic (record.ts): a run of consecutive packets one real
+ * gdb or lldb sent, in their order, each mutated half of the time and framed as {@link frame}
+ * does. Mutating a real conversation reaches the states a client really drives the session
+ * into (no-ack mode, thread selected, binary reads enabled) before the damage arrives.
+ */
+export function recordedCaseBytes(rng: Rng, sessions: readonly (readonly string[])[]): Uint8Array {
+  const packets = rng.pick(sessions);
+  const start = rng.int(packets.length);
+  const end = Math.min(packets.length, start + 1 + rng.int(8));
+  let text = "";
+  for (let i = start; i < end; i++) {
+    const body = rng.chance(0.5) ? mutate(rng, packets[i]!) : packets[i]!;
+    if (rng.chance(0.1)) text += rng.pick(["+", "-", "\x03"]);
+    text += frame(rng, body);
+  }
+  return Uint8Array.from(text, (c) => c.charCodeAt(0) & 0xff);
+}
+
 // ---- the driver ----------------------------------------------------------------------------
 
 /** A Connection the fuzzer feeds: it knows when the session has read everything it was given. */
@@ -451,6 +470,8 @@ export interface FuzzOptions {
   heapBudget?: number;
   /** Progress, every so many cases. */
   onProgress?: (done: number, stats: FuzzStats) => void;
+  /** Recorded client sessions (packet bodies): cases are mutations of them instead. */
+  recorded?: readonly (readonly string[])[];
 }
 
 export interface FuzzFailure {
@@ -484,7 +505,7 @@ interface Running {
 
 /** Log records the fuzzer counts as bugs: a handler threw something unexpected, or the loop died. */
 function isBug(record: LogRecord): boolean {
-  const text = String(record.rawMessage);
+  const text = record.template;
   return (record.level === "error" && text.includes("unexpected failure")) ||
     (record.level === "warning" && text === "{peer}: {error}");
 }
@@ -496,14 +517,7 @@ export async function fuzz(options: FuzzOptions): Promise<FuzzStats> {
   const perSession = options.casesPerSession ?? 150;
   const caseTimeout = options.caseTimeoutMs ?? 5000;
   const bugs: LogRecord[] = [];
-  await configure({
-    reset: true,
-    sinks: { capture: (record) => isBug(record) && bugs.push(record) },
-    loggers: [
-      { category: ["bhyve-gdbstub"], lowestLevel: "warning", sinks: ["capture"] },
-      { category: ["logtape", "meta"], lowestLevel: "fatal", sinks: [] },
-    ],
-  });
+  configure({ lowestLevel: "warning", sink: (record) => isBug(record) && bugs.push(record) });
   // Buffers live outside the JS heap: count both.
   const heap = () => {
     const usage = Deno.memoryUsage();
@@ -554,7 +568,9 @@ export async function fuzz(options: FuzzOptions): Promise<FuzzStats> {
         stats.sessions++;
       }
       const s = current;
-      const bytes = caseBytes(rng);
+      const bytes = options.recorded === undefined
+        ? caseBytes(rng)
+        : recordedCaseBytes(rng, options.recorded);
       const bugsBefore = bugs.length;
       const problemsBefore = s.conn.problems.length;
       stats.bytesIn += bytes.length;
@@ -565,7 +581,7 @@ export async function fuzz(options: FuzzOptions): Promise<FuzzStats> {
         stats.failures.push({ case: n, bytes: latin1(bytes), problem });
       if (!settled) fail(`no answer within ${caseTimeout} ms`);
       for (const record of bugs.slice(bugsBefore)) {
-        fail(`${record.message.map(String).join("")}`);
+        fail(renderMessage(record));
       }
       for (const problem of s.conn.problems.slice(problemsBefore)) fail(problem);
       const mayClose = closes(s.shadow, bytes);
@@ -597,7 +613,7 @@ export async function fuzz(options: FuzzOptions): Promise<FuzzStats> {
     return stats;
   } finally {
     await endSession().catch(() => {});
-    await reset();
+    reset();
   }
 }
 

@@ -4,12 +4,12 @@
  * instance per VM.
  */
 import assert from "node:assert/strict";
-import { kvmAvailable, TestVm, testvmBuilt } from "../helpers/testvm.ts";
+import { TestVm, testvmBuilt } from "../helpers/testvm.ts";
 import { RawClient } from "../rsp/tcp_client.ts";
 import * as L from "../testvm/layout.ts";
 import { freePort, MAIN, Observer, Server } from "./harness.ts";
 
-const ignore = !testvmBuilt() || !kvmAvailable();
+const ignore = !testvmBuilt();
 const CPUS = 2;
 const MAIN_SOURCE = Deno.readTextFileSync(MAIN);
 

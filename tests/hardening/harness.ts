@@ -42,6 +42,10 @@ export interface ServerOptions {
   logLevel?: string;
   env?: Record<string, string>;
   generation?: "0200" | "0103";
+  /** More arguments for main.ts (e.g. --max-hold 2s). */
+  args?: string[];
+  /** The program to run instead of {@link MAIN} (a wrapper around the real main()). */
+  main?: string;
 }
 
 /** main.ts serving a test VM, as a user runs it. */
@@ -72,7 +76,7 @@ export class Server implements AsyncDisposable {
       args: [
         "run",
         ...RUN_PERMISSIONS,
-        MAIN,
+        options.main ?? MAIN,
         "--vm",
         vm.name,
         "-G",
@@ -81,6 +85,7 @@ export class Server implements AsyncDisposable {
         LIBVMMAPI[options.generation ?? "0200"],
         "--log-level",
         options.logLevel ?? "info",
+        ...(options.args ?? []),
       ],
       cwd: ROOT,
       // The lock file (once main.ts takes one) goes with the VM's temporary directory.

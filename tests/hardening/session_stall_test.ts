@@ -32,10 +32,10 @@ Deno.test("a debugger idle between packets is not timed out; a whole packet rese
   const s = start();
   assert.equal(await s.conn.ask("?"), "T05thread:1;");
   await new Promise((r) => setTimeout(r, STALL_MS * 3));
-  // Sent in pieces slower than nothing, but each within the timeout: still served.
+  // Sent in pieces, the whole packet within the timeout of its first byte: served.
   for (const piece of ["$qAtt", "ached", "#8f"]) {
     s.conn.push(piece);
-    await new Promise((r) => setTimeout(r, STALL_MS / 2));
+    await new Promise((r) => setTimeout(r, STALL_MS / 5));
   }
   assert.equal(await s.conn.reply(), "1");
   await new Promise((r) => setTimeout(r, STALL_MS * 3));
@@ -43,6 +43,21 @@ Deno.test("a debugger idle between packets is not timed out; a whole packet rese
   assert.ok(!s.conn.closed);
   s.conn.end();
   await s.done;
+});
+
+Deno.test("a packet dribbled in pieces, each in time but not the whole, ends the session", async () => {
+  const s = start();
+  assert.equal(await s.conn.ask("?"), "T05thread:1;");
+  // The deadline runs from the first byte: more bytes do not extend it.
+  const pieces = ["$qAtt", "a", "c", "h", "e", "d", "#8f"];
+  for (const piece of pieces) {
+    if (s.conn.closed) break;
+    s.conn.push(piece);
+    await new Promise((r) => setTimeout(r, STALL_MS / 2));
+  }
+  await s.done;
+  assert.ok(s.conn.closed);
+  assert.deepEqual(s.target.calls, ["stop", "detach"], "dropped before the packet was whole");
 });
 
 /** A connection whose writes never complete once `stuck` (the debugger stopped reading). */

@@ -5,7 +5,7 @@
  * @module
  */
 import { RUN_PERMISSIONS } from "../../cli.ts";
-import { LIBVMMAPI } from "./testvm.ts";
+import { envVmmVersion, generationFor, LIBVMMAPI } from "./testvm.ts";
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 
@@ -14,7 +14,10 @@ export interface StubOptions {
   vm: string;
   /** The VM's TESTVM_DIR (where libvmmapi finds it by name). */
   dir: string;
-  /** Which libvmmapi generation (default "0200", libvmmapi.so.6). */
+  /**
+   * Which libvmmapi generation; default the one the release in $TESTVM_VMM_VERSION ships
+   * ("0103", libvmmapi.so.5, for 13), else "0200" (libvmmapi.so.6).
+   */
   generation?: "0103" | "0200";
   /** Prefix the port with `w`. */
   wait?: boolean;
@@ -66,7 +69,7 @@ export class Stub implements AsyncDisposable {
   /** Starts the stub and waits until it listens (or, with `wait`, only until it started). */
   static async start(options: StubOptions): Promise<Stub> {
     const port = freePort();
-    const lib = LIBVMMAPI[options.generation ?? "0200"];
+    const lib = LIBVMMAPI[options.generation ?? generationFor(envVmmVersion())];
     const args = [
       "run",
       ...RUN_PERMISSIONS,

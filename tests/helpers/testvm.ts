@@ -36,7 +36,10 @@ export function testvmBuilt(): boolean {
     });
 }
 
-/** Whether this machine can run it (/dev/kvm). */
+/**
+ * Whether this machine has KVM (/dev/kvm), which the Linux guest needs. The demo guest runs
+ * without it too, on the test VM's software CPU (Unicorn 2.1).
+ */
 export function kvmAvailable(): boolean {
   try {
     Deno.statSync("/dev/kvm");
@@ -44,6 +47,19 @@ export function kvmAvailable(): boolean {
   } catch {
     return false;
   }
+}
+
+/** $TESTVM_VMM_VERSION (13, 14 or 15), the version mode suites run under unless they pick one. */
+export function envVmmVersion(): 13 | 14 | 15 | undefined {
+  const value = Deno.env.get("TESTVM_VMM_VERSION");
+  if (value === undefined || value === "") return undefined;
+  if (value === "13" || value === "14" || value === "15") return Number(value) as 13 | 14 | 15;
+  throw new Error(`TESTVM_VMM_VERSION=${value}: must be 13, 14 or 15`);
+}
+
+/** The libvmmapi generation a FreeBSD release ships: .so.5 (0103) with 13.x, else .so.6. */
+export function generationFor(version: 13 | 14 | 15 | undefined): "0103" | "0200" {
+  return version === 13 ? "0103" : "0200";
 }
 
 /** Options for {@link TestVm.start}. */
@@ -56,8 +72,20 @@ export interface TestVmOptions {
   guest?: string;
   /** TESTVM_DIR for the VM; default a fresh temporary directory, removed on stop. */
   dir?: string;
-  /** --vmm-version: which FreeBSD kernel's register set to imitate. */
+  /**
+   * --vmm-version: which FreeBSD release's vmm.ko and bhyve to imitate (start-up sequence,
+   * registers, capabilities). Default: $TESTVM_VMM_VERSION (CI runs suites under 13 and 14
+   * too), else the test VM's own default, 15.
+   */
   vmmVersion?: 13 | 14 | 15;
+  /** --setup-ms: bhyve's set-up time before it resumes the BSP (14 and later). */
+  setupMs?: number;
+  /** --io-delay: how long emulating a read of the userspace MMIO device takes (ms). */
+  ioDelayMs?: number;
+  /** --x2apic-vcpu: this vCPU's local APIC starts in x2APIC mode. */
+  x2apicVcpu?: number;
+  /** --bootrom: a boot ROM segment below 4 GiB, as `bhyve -l` has. */
+  bootrom?: boolean;
   /** --spinup-delay in ms. */
   spinupDelayMs?: number;
   serial?: string;
@@ -112,7 +140,12 @@ export class TestVm implements AsyncDisposable {
       "--guest",
       options.guest ?? "demo",
     ];
-    if (options.vmmVersion !== undefined) args.push("--vmm-version", String(options.vmmVersion));
+    const version = options.vmmVersion ?? envVmmVersion();
+    if (version !== undefined) args.push("--vmm-version", String(version));
+    if (options.setupMs !== undefined) args.push("--setup-ms", String(options.setupMs));
+    if (options.ioDelayMs !== undefined) args.push("--io-delay", String(options.ioDelayMs));
+    if (options.x2apicVcpu !== undefined) args.push("--x2apic-vcpu", String(options.x2apicVcpu));
+    if (options.bootrom) args.push("--bootrom");
     if (options.spinupDelayMs !== undefined) {
       args.push("--spinup-delay", String(options.spinupDelayMs));
     }

@@ -19,7 +19,7 @@ const ROOT = new URL("../../", import.meta.url).pathname;
  * exactly the same.
  */
 export const CMDLINE = "console=ttyS0 earlyprintk=serial,ttyS0,115200 nokaslr lpj=1000000 " +
-  "tsc=reliable swiotlb=noforce noxsave clearcpuid=cx16,popcnt panic=-1";
+  "tsc=reliable swiotlb=noforce noxsave clearcpuid=cx16,popcnt,smap panic=0";
 export const MEM = "128M";
 export const CPUS = 1;
 
@@ -27,13 +27,19 @@ export const CPUS = 1;
 export const IN_START_KERNEL = /BIOS-e820: \[mem /;
 
 /** Fetches (or reuses) the vmlinux through scripts/linux_kernel.sh; returns its path. */
-export async function vmlinuxPath(): Promise<string> {
-  const out = await new Deno.Command(`${ROOT}scripts/linux_kernel.sh`, {
+export function vmlinuxPath(): Promise<string> {
+  return fetchScript("linux_kernel.sh");
+}
+
+/** Runs a fetch script of scripts/ (progress on stderr); returns the path it prints last. */
+export async function fetchScript(name: string, args: string[] = []): Promise<string> {
+  const out = await new Deno.Command(`${ROOT}scripts/${name}`, {
+    args,
     stdout: "piped",
     stderr: "inherit",
   }).output();
   const path = new TextDecoder().decode(out.stdout).trim().split("\n").pop() ?? "";
-  if (!out.success || path === "") throw new Error("scripts/linux_kernel.sh failed");
+  if (!out.success || path === "") throw new Error(`scripts/${name} failed`);
   return path;
 }
 
@@ -64,6 +70,11 @@ export abstract class Booting implements AsyncDisposable {
     return this.#stderr;
   }
 
+  /** The process has exited. */
+  get exited(): boolean {
+    return this.#exited;
+  }
+
   /** The serial console so far. */
   serial(): string {
     try {
@@ -74,7 +85,7 @@ export abstract class Booting implements AsyncDisposable {
   }
 
   /** Waits until the console matches `pattern`; throws with the console on a timeout or exit. */
-  async waitSerial(pattern: RegExp, timeoutMs: number): Promise<number> {
+  async waitSerial(pattern: RegExp, timeoutMs: number, pollMs = 250): Promise<number> {
     const deadline = Date.now() + timeoutMs;
     while (!pattern.test(this.serial())) {
       if (this.#exited || Date.now() > deadline) {
@@ -85,7 +96,7 @@ export abstract class Booting implements AsyncDisposable {
             `--- stderr ---\n${this.#stderr}`,
         );
       }
-      await sleep(250);
+      await sleep(pollMs);
     }
     return Date.now() - this.startedAt;
   }
@@ -154,7 +165,13 @@ export class LinuxQemu extends Booting {
     return `${this.dir}/qmp.sock`;
   }
 
-  static async start(vmlinux: string, port: number, accel = "kvm"): Promise<LinuxQemu> {
+  /** `paused`: QEMU's -S, the kernel's first instruction waits for gdb's `continue`. */
+  static async start(
+    vmlinux: string,
+    port: number,
+    accel = "kvm",
+    paused = false,
+  ): Promise<LinuxQemu> {
     const dir = await Deno.makeTempDir({ prefix: "qemu-linux-" });
     const process = new Deno.Command("qemu-system-x86_64", {
       args: [
@@ -164,6 +181,7 @@ export class LinuxQemu extends Booting {
         ...["-m", MEM, "-smp", String(CPUS), "-nographic", "-no-reboot", "-nodefaults"],
         ...["-serial", `file:${dir}/serial.log`, "-gdb", `tcp:127.0.0.1:${port}`],
         ...["-qmp", `unix:${dir}/qmp.sock,server=on,wait=off`],
+        ...(paused ? ["-S"] : []),
       ],
       stdin: "null",
       stdout: "null",
@@ -172,9 +190,25 @@ export class LinuxQemu extends Booting {
     return new LinuxQemu(dir, process, port, accel);
   }
 
-  /** QMP query-status: "running", "debug" (stopped by gdb), ... */
+  /** QMP query-status: "running", "debug" (stopped by gdb), "paused", "prelaunch" (-S), ... */
   async status(): Promise<string> {
-    const conn = await Deno.connect({ transport: "unix", path: this.qmpPath });
+    const reply = await this.qmp("query-status") as { return?: { status?: string } };
+    return reply.return?.status ?? "unknown";
+  }
+
+  /** One QMP command (e.g. "cont", "stop"); waits up to 10 s for QEMU's QMP socket. */
+  async qmp(execute: string): Promise<Record<string, unknown>> {
+    const deadline = Date.now() + 10_000;
+    let conn: Deno.UnixConn;
+    for (;;) {
+      try {
+        conn = await Deno.connect({ transport: "unix", path: this.qmpPath });
+        break;
+      } catch (error) {
+        if (Date.now() > deadline || this.exited) throw error;
+        await sleep(50);
+      }
+    }
     try {
       const lines = conn.readable.pipeThrough(new TextDecoderStream()).getReader();
       let buffer = "";
@@ -198,10 +232,10 @@ export class LinuxQemu extends Booting {
       await next(); // greeting
       await send("qmp_capabilities");
       await next();
-      await send("query-status");
-      const reply = await next() as { return?: { status?: string } };
+      await send(execute);
+      const reply = await next();
       lines.releaseLock();
-      return reply.return?.status ?? "unknown";
+      return reply;
     } finally {
       conn.close();
     }

@@ -17,7 +17,16 @@ import { loadVmmapi } from "../../ffi/mod.ts";
 import { runGdb, sectioned, sectionsOf } from "../helpers/gdb.ts";
 import { runLldb } from "../helpers/lldb.ts";
 import { freePort, Stub } from "../helpers/stub.ts";
-import { LIBVMMAPI } from "../helpers/testvm.ts";
+import { kvmAvailable, LIBVMMAPI } from "../helpers/testvm.ts";
+import {
+  assertLxView,
+  gdbScriptsPath,
+  LATER_IN_BOOT,
+  lxPreamble,
+  lxScript,
+  type LxView,
+  lxView,
+} from "./lx_scripts.ts";
 import {
   bannerFromElf,
   CPUS,
@@ -31,11 +40,28 @@ import {
 
 /** Time for a kernel to reach setup_arch; generous, as the 2 cores are shared. */
 const BOOT_TIMEOUT_MS = 240_000;
+/** Time for a kernel to get from setup_arch past mnt_init (LATER_IN_BOOT); as generous. */
+const LATER_TIMEOUT_MS = 480_000;
 /** How long the kernel runs between `continue` and the Ctrl-C. */
 const RUN_MS = 3000;
 
+/**
+ * The Linux guest in the test VM needs KVM: without /dev/kvm the test VM runs on a software CPU,
+ * which has no interrupt controller or timer to deliver a kernel's interrupts. Those tests are
+ * ignored then, and said so; QEMU's half (TCG) runs everywhere.
+ */
+const ignore = !kvmAvailable();
+if (ignore) {
+  console.log(
+    "tests/linux: the test VM's Linux runs are ignored: the Linux guest needs KVM (/dev/kvm), " +
+      "missing here; the test VM's software CPU has no interrupt controller or timer for a " +
+      "kernel. QEMU's runs (TCG) go on.",
+  );
+}
 const vmlinux = await vmlinuxPath();
 const { text: banner, vaddr: bannerAddress } = await bannerFromElf(vmlinux);
+/** The kernel's own gdb helpers for this vmlinux (scripts/linux_gdb_scripts.sh). */
+const lxScripts = await gdbScriptsPath(vmlinux);
 
 /** Physical addresses of the kernel's two top-level page tables (the boot one, then swapper's). */
 async function pageTableRoots(): Promise<bigint[]> {
@@ -154,9 +180,25 @@ const CORE_REGS = [
 ];
 
 let testvmView: GdbView | undefined;
+let testvmLx: LxView | undefined;
+
+/** Resolves once gdb holds the test VM's vCPU 0 and then runs it again (`continue`). */
+async function attachedAndContinued(vm: LinuxTestVm): Promise<void> {
+  Deno.env.set("TESTVM_DIR", vm.dir);
+  const api = loadVmmapi({ path: LIBVMMAPI["0200"] });
+  const handle = api.open(vm.name);
+  try {
+    await until("the attach", () => handle.debugCpus().includes(0), 120_000);
+    await until("the continue", () => !handle.debugCpus().includes(0), 120_000);
+  } finally {
+    handle.close();
+    api.close();
+  }
+}
 
 Deno.test({
   name: "Linux in the test VM: gdb and lldb through bhyve-gdbstub",
+  ignore,
   sanitizeResources: false,
   sanitizeOps: false,
   fn: async (t) => {
@@ -212,28 +254,56 @@ Deno.test({
       assert.match(output, /rip = 0xffffffff8[0-9a-f]+ +vmlinux-[\w.-]+`\w+/, all);
       assert.match(output, /Process \d+ detached/, all);
     });
+
+    await t.step("Linux's gdb scripts (lx-*), Ctrl-C later in boot", async () => {
+      // Ctrl-C once gdb's `continue` runs the kernel and the console shows mnt_init's line.
+      const later = (async () => {
+        await attachedAndContinued(vm);
+        const ms = await vm.waitSerial(LATER_IN_BOOT, LATER_TIMEOUT_MS);
+        console.log(`testvm: kernel past mnt_init after ${ms} ms`);
+      })();
+      const { output } = await runGdb(lxScript(stub.address), {
+        preamble: lxPreamble(vmlinux, lxScripts),
+        interruptOn: later,
+        interruptDelayMs: 0,
+        timeoutMs: LATER_TIMEOUT_MS + 180_000,
+      });
+      testvmLx = lxView(output);
+      assertLxView(testvmLx, banner, vm.serial(), `bhyve-gdbstub\n${stub.stderr}`);
+      assert.match(testvmLx.s.info!, /^bhyve-gdbstub \S+ \(gdb thread N is vCPU N-1\)$/m);
+    });
   },
 });
 
 Deno.test({
   name: "Linux in QEMU: the same gdb script, side by side with the test VM",
+  ignore,
   sanitizeResources: false,
   sanitizeOps: false,
   fn: async () => {
     assert.ok(testvmView !== undefined, "the test VM run (previous test) must run first");
     const roots = await pageTableRoots();
     const port = freePort();
-    let qemu = await LinuxQemu.start(vmlinux, port, "kvm");
+    // QEMU starts paused (-S), runs until the console shows setup_arch and is stopped there
+    // through QMP, so gdb attaches in start_kernel however fast the accelerator boots (TCG gets
+    // from setup_arch to the end of the boot in seconds, less than gdb takes to load the vmlinux).
+    const startHeld = async (accel: string) => {
+      const started = await LinuxQemu.start(vmlinux, port, accel, true);
+      await started.qmp("cont").catch(() => {}); // a QEMU that failed to start says so below
+      return started;
+    };
+    let qemu = await startHeld("kvm");
     try {
       await qemu.waitSerial(/Linux version|BIOS-e820/, 60_000);
     } catch (error) {
       // kvm_pvm may refuse what QEMU needs (its PVH option ROM runs in real mode): use TCG.
       console.log(`qemu -accel kvm failed, falling back to tcg: ${String(error).slice(0, 300)}`);
       await qemu.stop();
-      qemu = await LinuxQemu.start(vmlinux, port, "tcg");
+      qemu = await startHeld("tcg");
     }
     try {
-      const bootMs = await qemu.waitSerial(IN_START_KERNEL, BOOT_TIMEOUT_MS);
+      const bootMs = await qemu.waitSerial(IN_START_KERNEL, BOOT_TIMEOUT_MS, 5);
+      await qemu.qmp("stop");
       console.log(`qemu (-accel ${qemu.accel}): kernel in setup_arch after ${bootMs} ms`);
       const resumed = (async () => {
         await until("the attach", async () => await qemu.status() !== "running", 120_000);
@@ -266,5 +336,45 @@ Deno.test({
     } finally {
       await qemu.stop();
     }
+  },
+});
+
+Deno.test({
+  name: "Linux's gdb scripts in QEMU (TCG), side by side with the test VM where it runs",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    // TCG: the same on every host, and -S makes the Ctrl-C point independent of its speed.
+    await using qemu = await LinuxQemu.start(vmlinux, freePort(), "tcg", true);
+    const later = (async () => {
+      // The QMP socket appears once QEMU is up: until then, not running.
+      const running = async () => await qemu.status().catch(() => "") === "running";
+      await until("the continue", running, 120_000);
+      const ms = await qemu.waitSerial(LATER_IN_BOOT, LATER_TIMEOUT_MS);
+      console.log(`qemu (-accel tcg): kernel past mnt_init after ${ms} ms`);
+    })();
+    const { output } = await runGdb(lxScript(`127.0.0.1:${qemu.gdbPort}`), {
+      preamble: lxPreamble(vmlinux, lxScripts),
+      interruptOn: later,
+      interruptDelayMs: 0,
+      timeoutMs: LATER_TIMEOUT_MS + 180_000,
+    });
+    const q = lxView(output);
+    assertLxView(q, banner, qemu.serial(), "QEMU");
+    if (ignore) return; // no test VM run to set beside it (no /dev/kvm): said once above
+    const b = testvmLx;
+    assert.ok(b !== undefined, "the test VM run (first test) must run first");
+    console.log(
+      "\n" + sideBySide(b.output, q.output, ["bhyve-gdbstub + test VM", "QEMU -accel tcg"]),
+    );
+    // Where the two must agree (how far each kernel got at the Ctrl-C may differ).
+    const section = (v: LxView, name: string): string => (v.s[name] ?? "").trim();
+    for (const name of ["version", "cmdline", "cpus"]) {
+      assert.equal(section(b, name), section(q, name), name);
+    }
+    // cpu_number agrees; this_cpu_off is where each kernel put its per-CPU area.
+    const cpuNumber = (v: LxView) => section(v, "percpu").split("\n")[0];
+    assert.equal(cpuNumber(b), cpuNumber(q), "cpu_number");
+    assert.deepEqual(b.tasks[0], q.tasks[0], "lx-ps: init_task");
   },
 });

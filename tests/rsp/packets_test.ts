@@ -122,6 +122,10 @@ Deno.test("stop replies: T with thread, threads list, description; W for exits",
   assert.equal(formatStopReply(stop), "T05thread:1a;");
   assert.equal(formatStopReply(stop, { threads: [1, 2, 0x1a] }), "T05thread:1a;threads:1,2,1a;");
   assert.equal(
+    formatStopReply(stop, { name: "vCPU 0; a:b" }),
+    "T05thread:1a;hexname:7643505520303b20613a62;",
+  );
+  assert.equal(
     formatStopReply({ ...stop, signal: 2 }, { description: "no" }),
     "T02thread:1a;reason:exception;description:6e6f;",
   );

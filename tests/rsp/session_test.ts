@@ -123,7 +123,10 @@ Deno.test("lldb: thread suffix, threads in stop replies, hex error strings", asy
   const s = await startLldb();
   assert.equal(await s.conn.ask("p10;thread:0002;"), hex64(0x1020n));
   assert.equal(await s.conn.ask("g;thread:2;").then((r) => r.slice(256, 272)), hex64(0x1020n));
-  assert.equal(await s.conn.ask("?"), "T05thread:1;threads:1,2;");
+  assert.equal(
+    await s.conn.ask("?"),
+    `T05thread:1;threads:1,2;hexname:${textToHex("vCPU 0, suspended, long mode")};`,
+  );
   assert.equal(
     await s.conn.ask("p3d;thread:0001;"),
     `E01;${textToHex("Register cr8 cannot be read on this target")}`,
@@ -132,6 +135,15 @@ Deno.test("lldb: thread suffix, threads in stop replies, hex error strings", asy
     await s.conn.ask("qHostInfo"),
     `triple:${textToHex("x86_64-unknown-none")};ptrsize:8;endian:little;`,
   );
+  await finish(s);
+});
+
+Deno.test("lldb: qThreadStopInfo names each thread; only the stopped one has a signal", async () => {
+  const s = await startLldb({ threads: 3 });
+  const name = (vcpu: number) => textToHex(`vCPU ${vcpu}, suspended, long mode`);
+  assert.equal(await s.conn.ask("qThreadStopInfo1"), `T05thread:1;hexname:${name(0)};`);
+  assert.equal(await s.conn.ask("qThreadStopInfo3"), `T00thread:3;hexname:${name(2)};`);
+  assert.match(await s.conn.ask("qThreadStopInfo9"), /^E03;/);
   await finish(s);
 });
 
@@ -400,12 +412,15 @@ Deno.test("the target vanishing while running ends the session with W00 and a me
   assert.equal(s.target.calls.at(-1), "detach");
 });
 
-Deno.test("TargetGoneError from a read answers with an error and ends the session", async () => {
+Deno.test("TargetGoneError: E05 where the reply is data, the words with the exit reply", async () => {
   const s = await startGdb();
-  s.target.readMemory = () => {
-    throw new TargetGoneError("VM guest0 is gone");
-  };
-  assert.equal(await s.conn.ask("m1000,1"), "E.VM guest0 is gone");
+  s.target.vanish();
+  // gdb 13 would parse the text of an E.text reply to m as hex ("Invalid hex digit 46").
+  assert.equal(await s.conn.ask("m1000,1"), "E05");
+  assert.equal(await s.conn.ask("g"), "E05");
+  // A packet answered by a stop reply gets the reason as console output, then the exit.
+  assert.equal(await s.conn.ask("vCont;c"), "O" + textToHex("the VM is gone\n"));
+  assert.equal(await s.conn.reply(), "W00");
   await s.done;
   assert.ok(s.conn.closed);
 });

@@ -124,3 +124,14 @@ export const SYMBOLS = {
 
 /** Functions on every long-mode vCPU's call chain, innermost last. */
 export const CALL_CHAIN = ["kmain", "work_loop", "tick", "spin"] as const;
+
+/**
+ * What a backtrace of a long-mode vCPU must show, innermost first, when it stopped in `fn`: the
+ * call chain from `fn` out to kmain (undefined if `fn` is not on it). A vCPU is nearly always
+ * stopped in spin, but not always: on the software CPU a stop lands outside spin's loop a few
+ * times in a hundred, where the glue between translated blocks costs more time than on KVM.
+ */
+export function callChainFrom(fn: string): string[] | undefined {
+  const inner = CALL_CHAIN.indexOf(fn as typeof CALL_CHAIN[number]);
+  return inner < 0 ? undefined : CALL_CHAIN.slice(0, inner + 1).reverse();
+}

@@ -129,8 +129,11 @@ Deno.test("VmTarget: step and an emulated continue to a breakpoint; without --al
     assert.deepEqual(hit, { kind: "stopped", thread: 1, signal: 5, reason: { type: "hwbreak" } });
     assert.equal(vm.getRegister(0, VmReg.RIP), CODE + 6n);
     assert.equal(vm.getRegister(0, VmReg.RBX), 1n);
-    assert.match(target.monitor("emulation", 1), /Last run: vCPU 0, 1 instructions.*breakpoint/s);
-    assert.match(target.monitor("budget 1000 50", 1), /1000 instructions, 50 ms/);
+    assert.match(
+      await target.monitor("emulation", 1),
+      /Last run: vCPU 0, 1 instructions.*breakpoint/s,
+    );
+    assert.match(await target.monitor("budget 1000 50", 1), /1000 instructions, 50 ms/);
   } finally {
     await target.close();
     lib.close();
@@ -160,7 +163,7 @@ Deno.test("Ctrl-C ends an emulated continue (what ran is committed, the wait abo
     assert.ok([CODE, CODE + 3n, CODE + 6n].includes(rip), `at an instruction: ${rip}`);
     const stop = await target.stop();
     assert.equal(stop.kind, "stopped");
-    assert.match(target.monitor("emulation", 1), /interrupted \(Ctrl-C\)/);
+    assert.match(await target.monitor("emulation", 1), /interrupted \(Ctrl-C\)/);
   } finally {
     await target.close();
     lib.close();

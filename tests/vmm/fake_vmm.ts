@@ -19,6 +19,26 @@ export function vmmError(func: string, code: string): VmmError {
   return new VmmError(func, "", ERRNO[code] ?? 0, code, "fake");
 }
 
+/** A RAM range of system memory at `gpa` holding `bytes` (shared, not copied). */
+export function ramEntry(
+  gpa: bigint,
+  bytes: Uint8Array,
+): { range: MemoryRange; bytes: Uint8Array } {
+  return {
+    range: {
+      gpa,
+      length: BigInt(bytes.length),
+      segid: 0,
+      segoff: gpa,
+      prot: 7,
+      flags: 0,
+      segmentName: "",
+      readable: true,
+    },
+    bytes,
+  };
+}
+
 export interface FakeOptions {
   active?: number[];
   debug?: number[];
@@ -48,19 +68,9 @@ export class FakeVm implements VmHandle {
     this.active = new Set(options.active ?? [0]);
     this.debug = new Set(options.debug ?? []);
     this.extended = options.extended ?? false;
-    this.ram = (options.ram ?? [{ gpa: 0n, size: 0x10000 }]).map(({ gpa, size }) => ({
-      range: {
-        gpa,
-        length: BigInt(size),
-        segid: 0,
-        segoff: gpa,
-        prot: 7,
-        flags: 0,
-        segmentName: "",
-        readable: true,
-      },
-      bytes: new Uint8Array(size),
-    }));
+    this.ram = (options.ram ?? [{ gpa: 0n, size: 0x10000 }]).map(({ gpa, size }) =>
+      ramEntry(gpa, new Uint8Array(size))
+    );
   }
 
   setReg(vcpu: number, reg: number, value: bigint): void {

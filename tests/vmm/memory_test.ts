@@ -50,13 +50,38 @@ Deno.test("a physical read stops where RAM ends; nothing readable is EFAULT", ()
 
 Deno.test("in-kernel device reads use aligned 4-byte kernemu accesses", () => {
   const vm = fake();
-  vm.kernemu.set(0xfee0_0020n, 0x0300_0000n); // APIC ID 3
-  vm.kernemu.set(0xfee0_0024n, 0x4433_2211n);
+  vm.kernemu.set(0xfec0_0000n, 0x0300_0000n); // I/O APIC IOREGSEL
+  vm.kernemu.set(0xfec0_0004n, 0x4433_2211n);
   const m = new GuestMemory(vm);
-  assert.deepEqual([...m.readPhysical(0, 0xfee0_0023n, 3)], [0x03, 0x11, 0x22]);
+  assert.deepEqual([...m.readPhysical(0, 0xfec0_0003n, 3)], [0x03, 0x11, 0x22]);
   // A register kernemu refuses ends the read there.
-  assert.deepEqual([...m.readPhysical(0, 0xfee0_0020n, 12)], [0, 0, 0, 3, 0x11, 0x22, 0x33, 0x44]);
+  assert.deepEqual([...m.readPhysical(0, 0xfec0_0000n, 12)], [0, 0, 0, 3, 0x11, 0x22, 0x33, 0x44]);
   assert.throws(() => m.readPhysical(0, 0xfee0_0100n, 4), /kernemu_device: EINVAL/);
+});
+
+Deno.test("the local APIC is read only at its 16-byte aligned registers", () => {
+  const vm = fake();
+  vm.kernemu.set(0xfee0_0020n, 0x0300_0000n); // APIC ID 3
+  vm.kernemu.set(0xfee0_0030n, 0x0005_0014n); // version
+  const m = new GuestMemory(vm);
+  // vmm refuses 0x24..0x2f (EINVAL): reserved, read as 0 without asking.
+  assert.deepEqual(
+    [...m.readPhysical(0, 0xfee0_0020n, 0x14)],
+    [0, 0, 0, 3, ...new Array(12).fill(0), 0x14, 0, 5, 0],
+  );
+  assert.equal(vm.calls.filter((c) => c === "vm_readwrite_kernemu_device").length, 2);
+});
+
+Deno.test("a local APIC in x2APIC mode is refused with the reason, not read as zeros", () => {
+  const vm = fake();
+  Object.assign(vm, { x2apicAllowed: () => true });
+  vm.kernemu.set(0xfee0_0020n, 0n); // vlapic_read: 0 for MMIO in x2APIC mode
+  vm.kernemu.set(0xfee0_0030n, 0n);
+  const m = new GuestMemory(vm);
+  assert.throws(
+    () => m.readPhysical(0, 0xfee0_0020n, 4),
+    /the local APIC is in x2APIC mode: not memory-mapped/,
+  );
 });
 
 Deno.test("virtual reads translate once per page and split at page boundaries", () => {

@@ -80,36 +80,51 @@ control_listen(struct vm *vm, const char *dir)
 static void
 get_cpus(struct vm *vm, int which, struct tvm_resp *resp)
 {
-	_Atomic uint64_t *set = which == TVM_CPUS_ACTIVE ? &vm->active_cpus :
+	struct tvm_cpuset *set = which == TVM_CPUS_ACTIVE ? &vm->active_cpus :
 	    which == TVM_CPUS_DEBUG ? &vm->debug_cpus : &vm->suspended_cpus;
 
 	memset(resp->val, 0, sizeof(resp->val));
-	resp->val[0] = atomic_load(set);
+	cpuset_export(set, resp->val);
 }
 
-/* bhyve maps one SYSMEM segment twice: [0, lowmem) and 4 GiB onwards. */
+/* vmm.ko's memory segment ids: 15 numbers one SYSMEM per NUMA domain first. */
+static int
+bootrom_segid(const struct vm *vm)
+{
+	return vm->vmm_version >= 15 ? 8 : VM_BOOTROM;
+}
+
+/*
+ * The guest-physical map in address order, as vm_mmap_getnext walks it:
+ * bhyve maps one SYSMEM segment twice, [0, lowmem) and 4 GiB onwards, and
+ * the boot ROM segment just below 4 GiB.
+ */
 static int
 mmap_getnext(struct vm *vm, uint64_t gpa, struct tvm_resp *resp)
 {
-	const uint64_t maps[2][3] = {	/* gpa, len, segoff */
-		{ 0, vm->lowmem, 0 },
-		{ TVM_HIGHMEM_BASE, vm->highmem, vm->lowmem },
+	const uint64_t maps[3][5] = {	/* gpa, len, segid, segoff, prot */
+		{ 0, vm->lowmem, VM_SYSMEM, 0, PROT_READ | PROT_WRITE | PROT_EXEC },
+		{ vm->bootrom_gpa, vm->bootrom_size, bootrom_segid(vm),
+		    vm->bootrom_segoff, PROT_READ | PROT_EXEC },
+		{ TVM_HIGHMEM_BASE, vm->highmem, VM_SYSMEM, vm->lowmem,
+		    PROT_READ | PROT_WRITE | PROT_EXEC },
 	};
 
-	for (int i = 0; i < 2; i++) {
-		if (maps[i][0] < gpa)
+	for (int i = 0; i < 3; i++) {
+		if (maps[i][0] < gpa || maps[i][1] == 0)
 			continue;
 		resp->val[0] = maps[i][0];
-		resp->val[1] = VM_SYSMEM;
-		resp->val[2] = maps[i][2];
+		resp->val[1] = maps[i][2];
+		resp->val[2] = maps[i][3];
 		resp->val[3] = maps[i][1];
-		resp->val[4] = PROT_READ | PROT_WRITE | PROT_EXEC;
+		resp->val[4] = maps[i][4];
 		resp->val[5] = 0;		/* not wired, no IOMMU */
 		return 0;
 	}
 	return ENOENT;
 }
 
+/* vm_get_memseg: system memory is unnamed, device memory has a name. */
 static int
 get_memseg(struct vm *vm, int64_t ident, struct tvm_resp *resp)
 {
@@ -117,7 +132,13 @@ get_memseg(struct vm *vm, int64_t ident, struct tvm_resp *resp)
 
 	if (ident < 0 || ident >= max)
 		return EINVAL;
-	resp->val[0] = ident == VM_SYSMEM ? vm->lowmem + vm->highmem : 0;
+	resp->val[0] = 0;
+	if (ident == VM_SYSMEM) {
+		resp->val[0] = vm->lowmem + vm->highmem;
+	} else if (ident == bootrom_segid(vm) && vm->bootrom_size > 0) {
+		resp->val[0] = vm->bootrom_seg_size;
+		strcpy((char *)&resp->val[1], "bootrom");
+	}
 	return 0;
 }
 
@@ -170,6 +191,17 @@ vcpu_request(struct vm *vm, const struct tvm_req *req, struct tvm_resp *resp)
 		err = dev_kernemu(v, req->arg[0], req->arg[1] != 0,
 		    (int)req->arg[2], &resp->val[0]);
 		break;
+	case TVM_OP_GET_STATS:	/* VM_STATS locks (freezes) one vCPU too */
+		resp->val[TVM_STAT_VMEXIT_USERSPACE] =
+		    atomic_load(&v->userspace_exits);
+		break;
+	case TVM_OP_X2APIC_STATE:
+		/*
+		 * vm_get_x2apic_state reports bhyve's setting (-x), which
+		 * allows the guest x2APIC mode; KVM always offers it here.
+		 */
+		resp->val[0] = X2APIC_ENABLED;
+		break;
 	default:
 		err = EINVAL;
 	}
@@ -197,6 +229,7 @@ execute(struct vm *vm, const struct tvm_req *req, struct tvm_resp *resp)
 	case TVM_OP_GET_CPUS:
 		get_cpus(vm, (int)req->arg[0], resp);
 		return 0;
+
 	case TVM_OP_TOPOLOGY:
 		/* bhyve's default topology: one single-threaded socket per vCPU */
 		resp->val[0] = vm->ncpus;

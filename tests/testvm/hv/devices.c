@@ -110,6 +110,17 @@ dev_mmio(struct vcpu *v)
 
 	if (gpa >= TVM_MMIO_GPA && gpa < TVM_MMIO_GPA + TVM_MMIO_SIZE) {
 		if (!run->mmio.is_write) {
+			/*
+			 * --io-delay: an emulation that takes a while.  Until
+			 * this thread's next KVM_RUN the guest's RIP stays at
+			 * the load and its target register is not written.
+			 */
+			if (v->vm->io_delay_ms > 0) {
+				fprintf(stderr, "testvm %s: vCPU %d: emulating an "
+				    "MMIO read for %d ms\n", v->vm->name, v->id,
+				    v->vm->io_delay_ms);
+				usleep((useconds_t)v->vm->io_delay_ms * 1000);
+			}
 			uint64_t val = mmio_dev_read(v->vm, gpa - TVM_MMIO_GPA);
 			memcpy(run->mmio.data, &val, run->mmio.len);
 		}
@@ -129,6 +140,8 @@ dev_mmio(struct vcpu *v)
  * EINVAL.  Register rules from vmm.ko's lapic_mmio_read/write: reads need a
  * 16-byte aligned offset (any width), writes are 4 bytes wide.  A write
  * stores the register; unlike vmm.ko it triggers no side effect (no IPI).
+ * In x2APIC mode the registers are MSRs: vlapic_read answers a memory-
+ * mapped access with 0 and no error, and a write is dropped.
  */
 int
 dev_kernemu(struct vcpu *v, uint64_t gpa, bool write, int size, uint64_t *value)
@@ -144,6 +157,11 @@ dev_kernemu(struct vcpu *v, uint64_t gpa, bool write, int size, uint64_t *value)
 		return EINVAL;
 	if (write && size != 4)
 		return EINVAL;
+	if (dev_x2apic_mode(v)) {
+		if (!write)
+			*value = 0;
+		return 0;
+	}
 	if (ioctl(v->fd, KVM_GET_LAPIC, &lapic) < 0)
 		return EIO;
 	if (!write) {
@@ -154,4 +172,37 @@ dev_kernemu(struct vcpu *v, uint64_t gpa, bool write, int size, uint64_t *value)
 	reg = (uint32_t)*value;
 	memcpy(&lapic.regs[off], &reg, 4);
 	return ioctl(v->fd, KVM_SET_LAPIC, &lapic) < 0 ? EIO : 0;
+}
+
+/* IA32_APIC_BASE: bit 11 enables the local APIC, bit 10 selects x2APIC. */
+#define MSR_APICBASE		0x1b
+#define APICBASE_BSP		(1ULL << 8)
+#define APICBASE_X2APIC		(1ULL << 10)
+#define APICBASE_ENABLED	(1ULL << 11)
+
+struct one_msr {
+	struct kvm_msrs head;
+	struct kvm_msr_entry entry;
+};
+
+/* Is the vCPU's local APIC in x2APIC mode (vmm.ko: x2apic(vlapic))? */
+bool
+dev_x2apic_mode(struct vcpu *v)
+{
+	struct one_msr m = { .head.nmsrs = 1, .entry.index = MSR_APICBASE };
+
+	if (ioctl(v->fd, KVM_GET_MSRS, &m) != 1)
+		return false;
+	return (m.entry.data & APICBASE_X2APIC) != 0;
+}
+
+/* --x2apic-vcpu: the local APIC starts in x2APIC mode, as firmware may leave it. */
+int
+dev_set_x2apic_mode(struct vcpu *v)
+{
+	struct one_msr m = { .head.nmsrs = 1, .entry.index = MSR_APICBASE };
+
+	m.entry.data = TVM_LAPIC_GPA | APICBASE_ENABLED | APICBASE_X2APIC |
+	    (v->id == 0 ? APICBASE_BSP : 0);
+	return ioctl(v->fd, KVM_SET_MSRS, &m) == 1 ? 0 : -1;
 }

@@ -3,12 +3,24 @@
  * bhyve, so that bhyve-gdbstub can be tested on Linux.
  *
  *   testvm --name NAME --cpus N --mem SIZE --guest demo [--serial FILE]
- *          [--spinup-delay MS] [--vmm-version 13|14|15]
+ *          [--spinup-delay MS] [--vmm-version 13|14|15] [--setup-ms MS]
+ *          [--io-delay MS] [--x2apic-vcpu N] [--bootrom]
  *   testvm --name NAME --cpus N --mem SIZE --linux VMLINUX [--cmdline STR] ...
  *
  * --linux boots a stock Linux vmlinux through its PVH entry (pvh.c), with
  * ACPI tables naming every vCPU (acpi.c), the in-kernel PIT, and APs that
  * the kernel starts with INIT/SIPI through its local APIC.
+ *
+ * --vmm-version picks the FreeBSD release whose vmm.ko and bhyve it imitates
+ * (startup.c); 15, the newest, is the default.  --setup-ms is how long
+ * bhyve's set-up takes between activating the vCPUs and resuming the BSP
+ * (14 and later; default 20).  --io-delay makes each read of the userspace
+ * MMIO device take MS to emulate, so a debugger can suspend a vCPU whose
+ * exit is still pending.  --x2apic-vcpu starts one vCPU's local APIC in
+ * x2APIC mode (as firmware may leave it), where its registers are MSRs and
+ * not memory-mapped.  --bootrom adds a boot ROM segment below 4 GiB, as
+ * bhyve -l does (the demo guest is loaded like bhyveload, which has none:
+ * an AP released too early then runs into the hole, and the VM aborts).
  *
  * Prints "ready NAME" once other processes can open the VM by name, runs
  * until SIGTERM/SIGINT or a guest power-off (status 0), a breakpoint abort
@@ -41,12 +53,19 @@ static const char *prog_name = "testvm";
  * kvm_pvm (shadow paging) cannot emulate xrstor, cmpxchg16b or popcnt when
  * they touch (or sit on) a page it write-protects, and it emulates the
  * first run of freshly patched kernel text: noxsave and clearcpuid keep
- * Linux off those instructions.  Guest CPUID cannot hide them there: it is
- * the host's.
+ * Linux off those instructions.  Its emulator has no clac/stac either: with
+ * SMAP (in the host's CPUID) Linux patches clac into every interrupt entry,
+ * and the first interrupt after that (the local APIC timer's, right after
+ * mnt_init) died; clearcpuid=smap leaves those entries as nops.  (Only the
+ * last clearcpuid= counts, so one list.)  Guest CPUID cannot hide them
+ * there: it is the host's.  ../guest/README.md has the details.  panic=0:
+ * with no root file system the boot ends in the VFS panic, and the kernel
+ * then stays there with all its tasks for a debugger, rather than
+ * rebooting (which ends the test VM, and QEMU with -no-reboot).
  */
 #define LINUX_DEFAULT_CMDLINE \
 	"console=ttyS0 earlyprintk=serial,ttyS0,115200 nokaslr lpj=1000000 " \
-	"tsc=reliable swiotlb=noforce noxsave clearcpuid=cx16,popcnt panic=-1"
+	"tsc=reliable swiotlb=noforce noxsave clearcpuid=cx16,popcnt,smap panic=0"
 
 void
 die(const char *fmt, ...)
@@ -59,6 +78,7 @@ die(const char *fmt, ...)
 	va_end(ap);
 	fputc('\n', stderr);
 	control_cleanup();
+	bootrom_cleanup();
 	exit(1);
 }
 
@@ -68,7 +88,8 @@ usage(void)
 	fprintf(stderr,
 	    "usage: testvm --name NAME --cpus N --mem SIZE\n"
 	    "              (--guest demo | --linux VMLINUX [--cmdline STR])\n"
-	    "              [--serial FILE] [--spinup-delay MS] [--vmm-version 13|14|15]\n");
+	    "              [--serial FILE] [--spinup-delay MS] [--vmm-version 13|14|15]\n"
+	    "              [--setup-ms MS] [--io-delay MS] [--x2apic-vcpu N] [--bootrom]\n");
 	exit(2);
 }
 
@@ -145,7 +166,7 @@ wait_for_exit(struct vm *vm, int sfd)
 int
 main(int argc, char **argv)
 {
-	static struct vm vm = { .vmm_version = 15 };
+	static struct vm vm = { .vmm_version = 15, .setup_ms = 20, .x2apic_vcpu = -1 };
 	static const struct option opts[] = {
 		{ "name", required_argument, NULL, 'n' },
 		{ "cpus", required_argument, NULL, 'c' },
@@ -156,11 +177,16 @@ main(int argc, char **argv)
 		{ "vmm-version", required_argument, NULL, 'v' },
 		{ "linux", required_argument, NULL, 'l' },
 		{ "cmdline", required_argument, NULL, 'k' },
+		{ "setup-ms", required_argument, NULL, 'S' },
+		{ "io-delay", required_argument, NULL, 'D' },
+		{ "x2apic-vcpu", required_argument, NULL, 'X' },
+		{ "bootrom", no_argument, NULL, 'B' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *guest = NULL, *serial = NULL, *dir;
 	const char *vmlinux = NULL, *cmdline = LINUX_DEFAULT_CMDLINE;
 	uint64_t mem = 256ULL << 20;
+	bool bootrom = false;
 	sigset_t blocked;
 	int c, sfd;
 
@@ -176,6 +202,10 @@ main(int argc, char **argv)
 		case 'v': vm.vmm_version = atoi(optarg); break;
 		case 'l': vmlinux = optarg; break;
 		case 'k': cmdline = optarg; break;
+		case 'S': vm.setup_ms = atoi(optarg); break;
+		case 'D': vm.io_delay_ms = atoi(optarg); break;
+		case 'X': vm.x2apic_vcpu = atoi(optarg); break;
+		case 'B': bootrom = true; break;
 		default: usage();
 		}
 	}
@@ -190,6 +220,8 @@ main(int argc, char **argv)
 		die("unknown guest '%s' (only 'demo')", guest);
 	if (vm.vmm_version < 13 || vm.vmm_version > 15)
 		die("--vmm-version must be 13, 14 or 15");
+	if (vm.x2apic_vcpu >= vm.ncpus)
+		die("--x2apic-vcpu must name one of the %d vCPUs", vm.ncpus);
 
 	/*
 	 * Signals: SIGTERM/SIGINT go to main through a signalfd, the kick
@@ -209,6 +241,10 @@ main(int argc, char **argv)
 	dev_serial_open(&vm, serial);
 	vm.lapic_sipi = vmlinux != NULL;
 	vm_create_kvm(&vm, mem);
+	if (bootrom)
+		bootrom_create(&vm, dir != NULL && *dir ? dir : TVM_DEFAULT_DIR);
+	if (vmlinux != NULL)
+		sk_require_kvm("the Linux guest");
 	for (int i = 0; i < vm.ncpus; i++)
 		vcpu_create(&vm, i);
 	if (vmlinux != NULL)
@@ -218,11 +254,13 @@ main(int argc, char **argv)
 
 	control_start(&vm);
 	vcpu_start_threads(&vm);
+	startup_release_bsp(&vm);
 	printf("ready %s\n", vm.name);
 	fflush(stdout);
 
 	int code = wait_for_exit(&vm, sfd);
 	control_cleanup();
+	bootrom_cleanup();
 	/* vCPU threads may be inside KVM_RUN: leave without joining them. */
 	_exit(code);
 }

@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "cpuset.h"
 #include "testvm_abi.h"
 #include "tvm_proto.h"
 #include "vmmapi.h"
@@ -45,13 +46,25 @@ struct vcpu {
 
 	/* An AP waiting for its SIPI (vm->lapic_sipi only). */
 	bool awaiting_sipi;
+
+	/*
+	 * The last exit (I/O or MMIO) is emulated but KVM completes it (RIP,
+	 * and RAX for an `in`) only at the next KVM_RUN, as vmm.ko applies
+	 * bhyve's result at the next VM_RUN.  Owned by the vCPU thread.
+	 */
+	bool exit_pending;
+	/* vmm_stat VMEXIT_USERSPACE: every return of "VM_RUN" to the thread. */
+	_Atomic uint64_t userspace_exits;
 };
 
 struct vm {
 	const char *name;
 	int ncpus;
-	int vmm_version;		/* 13, 14 or 15: which vm_reg_name/cap range */
+	int vmm_version;		/* 13, 14 or 15: start-up, registers, caps */
 	int spinup_delay_ms;
+	int setup_ms;			/* 14+: bhyve's set-up before it resumes the BSP */
+	int io_delay_ms;		/* userspace emulation time of an MMIO read */
+	int x2apic_vcpu;		/* this vCPU's local APIC starts in x2APIC mode (-1: none) */
 	/*
 	 * APs are started by the guest's INIT/SIPI through the in-kernel local
 	 * APIC (a Linux guest), not through the spin-up port (the demo guest).
@@ -66,10 +79,15 @@ struct vm {
 
 	struct vcpu vcpu[TVM_MAXCPU];
 
-	/* vmm.ko's cpusets; at most 8 vCPUs, so one word each. */
-	_Atomic uint64_t active_cpus;
-	_Atomic uint64_t debug_cpus;
-	_Atomic uint64_t suspended_cpus;
+	/* vmm.ko's cpusets. */
+	struct tvm_cpuset active_cpus;
+	struct tvm_cpuset debug_cpus;
+	struct tvm_cpuset suspended_cpus;
+
+	/* The boot ROM segment (bootrom.c): a memfd mapped below 4 GiB. */
+	int bootrom_fd;
+	uint64_t bootrom_gpa, bootrom_size;	/* the mapping */
+	uint64_t bootrom_seg_size, bootrom_segoff;	/* the segment, and where in it */
 
 	/* Devices. */
 	int serial_fd;
@@ -105,6 +123,15 @@ int regs_set(struct vcpu *v, int reg, uint64_t val);
 int regs_get_segdesc(struct vcpu *v, int reg, struct seg_desc *desc);
 int regs_set_realmode_start(struct vcpu *v, uint64_t rip);
 
+/* diagnose.c */
+void diagnose_internal_error(struct vcpu *v, const struct kvm_regs *r,
+    const struct kvm_sregs *s);
+int insn_bytes_at_rip(struct vcpu *v, const struct kvm_regs *r,
+    const struct kvm_sregs *s, uint8_t *out);
+
+/* emulate.c */
+bool emulate_fence(struct vcpu *v);
+
 /* paging.c */
 int paging_gla2gpa(struct vm *vm, const struct tvm_paging *paging,
     uint64_t gla, int prot, uint64_t *gpa, int *fault);
@@ -116,6 +143,8 @@ int dev_pio(struct vcpu *v);
 int dev_mmio(struct vcpu *v);
 int dev_kernemu(struct vcpu *v, uint64_t gpa, bool write, int size,
     uint64_t *value);
+bool dev_x2apic_mode(struct vcpu *v);
+int dev_set_x2apic_mode(struct vcpu *v);
 
 /* loader.c */
 struct elf_file {
@@ -134,6 +163,15 @@ int load_demo_guest(struct vm *vm, const char *elf_path);
 /* pvh.c: a Linux vmlinux through the PVH entry */
 int load_linux_guest(struct vm *vm, const char *vmlinux, const char *cmdline);
 
+/* startup.c: bhyve's start-up sequence, per FreeBSD version */
+bool startup_in_debug_set(const struct vm *vm, int id);
+void startup_release_bsp(struct vm *vm);
+void startup_park_wait(const struct vm *vm);
+
+/* bootrom.c: the boot ROM segment at the top of 4 GiB, and its devmem node */
+void bootrom_create(struct vm *vm, const char *dir);
+void bootrom_cleanup(void);
+
 /* acpi.c: RSDP, XSDT and MADT; returns the RSDP's address */
 uint64_t acpi_build(struct vm *vm, uint64_t gpa, uint64_t size);
 
@@ -143,5 +181,8 @@ void control_start(struct vm *vm);
 void control_cleanup(void);
 
 void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
+
+/* Last: where /dev/kvm is missing, KVM calls go to the software CPU. */
+#include "softkvm.h"
 
 #endif /* TESTVM_H */

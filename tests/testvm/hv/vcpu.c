@@ -6,9 +6,11 @@
  *
  *  - every vCPU is active from the start (bhyve calls vm_activate_cpu for
  *    each one), and the APs begin in the debug set, where bhyve keeps them
- *    until the guest starts them;
- *  - a vCPU in the debug set never enters the guest: its thread sleeps 1 ms
- *    and looks again (bhyve's vmexit_debug: usleep(1000));
+ *    until the guest starts them; on 14 and later the BSP too, until
+ *    bhyve's main() resumes it (startup.c);
+ *  - a vCPU in the debug set never enters the guest: its "VM_RUN" returns
+ *    a debug exit at once, after completing an exit that was still pending,
+ *    and its thread sleeps 1 ms (13.x: no sleep) and looks again;
  *  - when the guest starts an AP, the BSP's thread sets the AP up and
  *    removes it from the debug set itself, even while a debugger holds the
  *    VM (bhyve's spinup_ap calls vm_resume_cpu);
@@ -89,7 +91,6 @@ vcpu_create(struct vm *vm, int id)
 		 * the parked thread watches for the SIPI (ap_check_sipi).
 		 */
 		v->awaiting_sipi = true;
-		atomic_fetch_or(&vm->debug_cpus, 1ULL << id);
 	} else if (id != 0) {
 		/*
 		 * KVM would hold an AP inside KVM_RUN until an INIT/SIPI; vmm.ko
@@ -101,16 +102,19 @@ vcpu_create(struct vm *vm, int id)
 
 		if (ioctl(v->fd, KVM_SET_MP_STATE, &mp) < 0)
 			die("KVM_SET_MP_STATE: %s", strerror(errno));
-		atomic_fetch_or(&vm->debug_cpus, 1ULL << id);
 	}
-	atomic_fetch_or(&vm->active_cpus, 1ULL << id);
+	if (id == vm->x2apic_vcpu && dev_set_x2apic_mode(v) != 0)
+		die("vCPU %d: cannot put its local APIC in x2APIC mode", id);
+	if (startup_in_debug_set(vm, id))
+		cpuset_add(&vm->debug_cpus, id);
+	cpuset_add(&vm->active_cpus, id);
 	return 0;
 }
 
 static bool
 in_debug_set(struct vcpu *v)
 {
-	return (atomic_load(&v->vm->debug_cpus) >> v->id) & 1;
+	return cpuset_has(&v->vm->debug_cpus, v->id);
 }
 
 /* Enter the guest unless frozen, parked or exiting.  Pairs with vcpu_kick. */
@@ -192,15 +196,14 @@ int
 vcpu_suspend(struct vm *vm, int id)
 {
 	if (id == -1) {
-		atomic_store(&vm->debug_cpus, atomic_load(&vm->active_cpus));
+		cpuset_copy(&vm->debug_cpus, &vm->active_cpus);
 		for (int i = 0; i < vm->ncpus; i++)
 			vcpu_kick(&vm->vcpu[i]);
 		return 0;
 	}
-	if (id < 0 || id >= vm->ncpus ||
-	    !((atomic_load(&vm->active_cpus) >> id) & 1))
+	if (id < 0 || id >= vm->ncpus || !cpuset_has(&vm->active_cpus, id))
 		return EINVAL;
-	atomic_fetch_or(&vm->debug_cpus, 1ULL << id);
+	cpuset_add(&vm->debug_cpus, id);
 	vcpu_kick(&vm->vcpu[id]);
 	return 0;
 }
@@ -210,13 +213,12 @@ int
 vcpu_resume(struct vm *vm, int id)
 {
 	if (id == -1) {
-		atomic_store(&vm->debug_cpus, 0);
+		cpuset_clear(&vm->debug_cpus);
 		return 0;
 	}
-	if (id < 0 || id >= vm->ncpus ||
-	    !((atomic_load(&vm->debug_cpus) >> id) & 1))
+	if (id < 0 || id >= vm->ncpus || !cpuset_has(&vm->debug_cpus, id))
 		return EINVAL;
-	atomic_fetch_and(&vm->debug_cpus, ~(1ULL << id));
+	cpuset_del(&vm->debug_cpus, id);
 	return 0;
 }
 
@@ -389,12 +391,8 @@ dump_state(struct vcpu *v)
 	fprintf(stderr, "testvm %s: vCPU %d rip=%#llx rsp=%#llx cs=%#x cr0=%#llx "
 	    "cr3=%#llx cr4=%#llx efer=%#llx\n", v->vm->name, v->id, r.rip, r.rsp,
 	    s.cs.selector, s.cr0, s.cr3, s.cr4, s.efer);
-	if (v->run->exit_reason == KVM_EXIT_INTERNAL_ERROR) {
-		fprintf(stderr, "testvm %s: internal error data:", v->vm->name);
-		for (unsigned i = 0; i < v->run->internal.ndata && i < 16; i++)
-			fprintf(stderr, " %#llx", v->run->internal.data[i]);
-		fputc('\n', stderr);
-	}
+	if (v->run->exit_reason == KVM_EXIT_INTERNAL_ERROR)
+		diagnose_internal_error(v, &r, &s);
 }
 
 static void
@@ -406,9 +404,11 @@ handle_exit(struct vcpu *v)
 	switch (run->exit_reason) {
 	case KVM_EXIT_IO:
 		dev_pio(v);
+		v->exit_pending = true;
 		break;
 	case KVM_EXIT_MMIO:
 		dev_mmio(v);
+		v->exit_pending = true;
 		break;
 	case KVM_EXIT_DEBUG:
 		handle_debug_exit(v);
@@ -433,6 +433,8 @@ handle_exit(struct vcpu *v)
 			if (reflect_int3(v, rip) == 0)
 				break;
 		}
+		if (emulate_fence(v))
+			break;
 	}
 		/* FALLTHROUGH */
 	default:
@@ -465,6 +467,40 @@ ap_check_sipi(struct vcpu *v)
 	vcpu_resume(v->vm, v->id);
 }
 
+/*
+ * vmm.ko applies bhyve's emulation of the last exit (nextrip, and RAX that
+ * bhyve set) at the start of the next VM_RUN, even when that VM_RUN then
+ * returns a debug exit at once.  KVM completes an I/O or MMIO exit at the
+ * next KVM_RUN too; immediate_exit makes that KVM_RUN return without
+ * entering the guest.  Called with the vCPU parked: not frozen, so the
+ * registers a debugger reads from now on are the ones the guest resumes with.
+ */
+static void
+complete_pending_exit(struct vcpu *v)
+{
+	if (!v->exit_pending)
+		return;
+	pthread_mutex_lock(&v->lock);
+	while (v->frozen)
+		pthread_cond_wait(&v->cond, &v->lock);
+	v->running = true;	/* a request waits until KVM_RUN is back */
+	pthread_mutex_unlock(&v->lock);
+	/*
+	 * A string instruction (rep ins/outs) may need more than one exit to
+	 * finish: KVM then returns the next one instead of EINTR.
+	 */
+	for (int rounds = 0; v->exit_pending && rounds < 4096; rounds++) {
+		v->run->immediate_exit = 1;
+		v->exit_pending = false;
+		if (ioctl(v->fd, KVM_RUN, 0) == 0)
+			handle_exit(v);		/* sets exit_pending again */
+		else if (errno != EINTR)
+			fprintf(stderr, "testvm %s: completing vCPU %d's exit: "
+			    "%s\n", v->vm->name, v->id, strerror(errno));
+	}
+	vcpu_leave(v);		/* clears immediate_exit */
+}
+
 static void *
 vcpu_thread(void *arg)
 {
@@ -477,13 +513,17 @@ vcpu_thread(void *arg)
 
 	while (!atomic_load(&v->vm->exiting)) {
 		if (!vcpu_enter(v)) {
+			complete_pending_exit(v);
+			atomic_fetch_add(&v->userspace_exits, 1);	/* the debug exit */
 			ap_check_sipi(v);
-			usleep(1000);	/* bhyve's vmexit_debug */
+			startup_park_wait(v->vm);	/* bhyve's vmexit_debug */
 			continue;
 		}
 		int r = ioctl(v->fd, KVM_RUN, 0);
 		int err = errno;
+		v->exit_pending = false;	/* KVM_RUN completed it */
 		vcpu_leave(v);
+		atomic_fetch_add(&v->userspace_exits, 1);
 		if (r < 0) {
 			if (err == EINTR || err == EAGAIN)
 				continue;	/* a kick: vmm's VM_EXITCODE_BOGUS */

@@ -59,6 +59,13 @@
 #define TVM_MMIO_REG_READS	0x8	/* reads the number of reads so far, this one included */
 #define TVM_MMIO_ID		0x544d4d31	/* an arbitrary constant ("TMM1") */
 
+/*
+ * The boot ROM: 64 KiB at the top of 4 GiB, a device-memory segment
+ * ("bootrom") that starts with this signature (hv/bootrom.c).
+ */
+#define TVM_BOOTROM_GPA		TVM_U64(0xffff0000)
+#define TVM_BOOTROM_SIGNATURE	"testvm boot ROM"
+
 /* In-kernel local APIC (KVM's, standing in for vmm.ko's vlapic). */
 #define TVM_LAPIC_GPA		TVM_U64(0xfee00000)
 

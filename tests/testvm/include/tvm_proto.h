@@ -15,8 +15,9 @@
 
 #include <stdint.h>
 
-#define TVM_PROTO_MAGIC		0x54564d32u	/* bump on any layout change */
-#define TVM_MAXCPU		8
+#define TVM_PROTO_MAGIC		0x54564d33u	/* bump on any layout change */
+/* bhyve allows more than 64 vCPUs (cpuset_t is 1024 bits on 14 and later). */
+#define TVM_MAXCPU		128
 #define TVM_MAXREGS		64
 #define TVM_DEFAULT_DIR		"/tmp/testvm-vmm"
 
@@ -27,7 +28,7 @@ enum tvm_op {
 	TVM_OP_GET_SEGDESC,	/* vcpu, regs[0] -> val[0]=base [1]=limit [2]=access */
 	TVM_OP_GLA2GPA,		/* vcpu, paging, arg[0]=gla arg[1]=prot -> val[0]=gpa [1]=fault */
 	TVM_OP_MMAP_GETNEXT,	/* arg[0]=gpa -> gpa segid segoff len prot flags */
-	TVM_OP_GET_MEMSEG,	/* arg[0]=ident -> val[0]=len */
+	TVM_OP_GET_MEMSEG,	/* arg[0]=ident -> val[0]=len, val[1..] the name (NUL-terminated) */
 	TVM_OP_SUSPEND_CPU,	/* vcpu (-1: all active) */
 	TVM_OP_RESUME_CPU,	/* vcpu (-1: all) */
 	TVM_OP_GET_CPUS,	/* arg[0]=TVM_CPUS_* -> val[] is a 512-byte cpuset_t */
@@ -35,7 +36,17 @@ enum tvm_op {
 	TVM_OP_SET_CAP,		/* vcpu, arg[0]=cap arg[1]=value */
 	TVM_OP_KERNEMU,		/* vcpu, arg[0]=gpa arg[1]=write arg[2]=size arg[3]=value -> val[0] */
 	TVM_OP_TOPOLOGY,	/* -> sockets cores threads maxcpus */
+	TVM_OP_GET_STATS,	/* vcpu -> val[0..TVM_NSTATS) (vmm_stat counters) */
+	TVM_OP_X2APIC_STATE,	/* vcpu -> val[0] = enum x2apic_state */
 };
+
+/*
+ * The vmm_stat counters the test VM keeps, by index (vm_get_stat_desc).
+ * FreeBSD registers dozens; a debugger needs only this one, found by its
+ * description as on FreeBSD (its index depends on module load order there).
+ */
+enum { TVM_STAT_VMEXIT_USERSPACE, TVM_NSTATS };
+#define TVM_STAT_DESC_VMEXIT_USERSPACE	"number of vm exits handled in userspace"
 
 enum { TVM_CPUS_ACTIVE, TVM_CPUS_SUSPENDED, TVM_CPUS_DEBUG };
 

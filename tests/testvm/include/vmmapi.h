@@ -18,6 +18,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/time.h>
 
 #ifndef VMMAPI_VERSION
 #define VMMAPI_VERSION	0200
@@ -95,6 +96,8 @@ struct seg_desc {			/* 16 bytes */
 /* Memory segment ids before 15 (15 numbers SYSMEM per NUMA domain). */
 enum { VM_SYSMEM = 0, VM_BOOTROM = 1, VM_FRAMEBUFFER = 2, VM_PCIROM = 3 };
 
+enum x2apic_state { X2APIC_DISABLED, X2APIC_ENABLED, X2APIC_STATE_LAST };
+
 #define VM_MEMMAP_F_WIRED	0x01
 #define VM_MEMMAP_F_IOMMU	0x02
 
@@ -141,5 +144,9 @@ int vm_readwrite_kernemu_device(VCPU_ARGS, vm_paddr_t gpa, bool write,
     int size, uint64_t *value);
 int vm_get_topology(struct vmctx *ctx, uint16_t *sockets, uint16_t *cores,
     uint16_t *threads, uint16_t *maxcpus);
+int vm_get_x2apic_state(VCPU_ARGS, enum x2apic_state *s);
+/* A pointer to a per-thread buffer of counters; NULL with errno on failure. */
+uint64_t *vm_get_stats(VCPU_ARGS, struct timeval *ret_tv, int *ret_entries);
+const char *vm_get_stat_desc(struct vmctx *ctx, int index);
 
 #endif /* TESTVM_VMMAPI_H */

@@ -13,6 +13,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -31,7 +32,11 @@ struct vcpu {
 #define VCTX	(vcpu->ctx)
 #define VID	(vcpu->vcpuid)
 #define LIB_REG_LAST	VM_REG_LAST_15
+/* sizeof(cpuset_t) in FreeBSD 14+ userland: CPU_MAXSIZE 1024 bits. */
+#define LIB_CPUSET_BYTES	128
 #else
+/* 13.x: CPU_MAXSIZE 256 bits. */
+#define LIB_CPUSET_BYTES	32
 #define VCTX	ctx
 #define VID	vcpu
 #define LIB_REG_LAST	(VM_REG_GUEST_ENTRY_INST_LENGTH + 1)
@@ -265,8 +270,9 @@ vm_get_memseg(struct vmctx *ctx, int ident, size_t *lenp, char *name,
 
 	if (err == 0) {
 		*lenp = resp.val[0];
+		/* System memory is unnamed; device memory ("bootrom") is not. */
 		if (name != NULL && namesiz > 0)
-			name[0] = '\0';	/* system memory segments are unnamed */
+			snprintf(name, namesiz, "%s", (const char *)&resp.val[1]);
 	}
 	return ret(err);
 }
@@ -316,9 +322,9 @@ get_cpus(struct vmctx *ctx, int which, cpuset_t *cpus)
 	struct tvm_resp resp;
 	int err = call(ctx, TVM_OP_GET_CPUS, -1, &req, &resp);
 
-	_Static_assert(sizeof(resp.val) == sizeof(*cpus), "cpuset_t size");
+	_Static_assert(sizeof(resp.val) >= LIB_CPUSET_BYTES, "cpuset_t size");
 	if (err == 0)
-		memcpy(cpus, resp.val, sizeof(*cpus));
+		memcpy(cpus, resp.val, LIB_CPUSET_BYTES);
 	return ret(err);
 }
 
@@ -376,6 +382,47 @@ vm_readwrite_kernemu_device(VCPU_ARGS, vm_paddr_t gpa, bool write, int size,
 	if (err == 0 && !write)
 		*value = resp.val[0];
 	return ret(err);
+}
+
+int
+vm_get_x2apic_state(VCPU_ARGS, enum x2apic_state *state)
+{
+	struct tvm_req req = { 0 };
+	struct tvm_resp resp;
+	int err = call(VCTX, TVM_OP_X2APIC_STATE, VID, &req, &resp);
+
+	if (err == 0)
+		*state = (enum x2apic_state)resp.val[0];
+	return ret(err);
+}
+
+/* As FreeBSD's: the counters land in a per-thread buffer the caller reads. */
+uint64_t *
+vm_get_stats(VCPU_ARGS, struct timeval *ret_tv, int *ret_entries)
+{
+	static _Thread_local uint64_t stats[TVM_NSTATS];
+	struct tvm_req req = { 0 };
+	struct tvm_resp resp;
+	int err = call(VCTX, TVM_OP_GET_STATS, VID, &req, &resp);
+
+	if (err != 0) {
+		errno = err;
+		return NULL;
+	}
+	memcpy(stats, resp.val, sizeof(stats));
+	if (ret_tv != NULL)
+		gettimeofday(ret_tv, NULL);
+	if (ret_entries != NULL)
+		*ret_entries = TVM_NSTATS;
+	return stats;
+}
+
+const char *
+vm_get_stat_desc(struct vmctx *ctx, int index)
+{
+	(void)ctx;
+	return index == TVM_STAT_VMEXIT_USERSPACE ?
+	    TVM_STAT_DESC_VMEXIT_USERSPACE : NULL;
 }
 
 int

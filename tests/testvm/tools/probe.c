@@ -153,14 +153,27 @@ print_cpuset(const char *what, fn_t fn)
 	cpuset_t set;
 	const char *sep = "";
 
+	/*
+	 * The library copies sizeof(cpuset_t) of its FreeBSD release: 128
+	 * bytes on 14 and later (0200), 32 on 13.x (0103).  Exactly that:
+	 * the bytes beyond must stay as they were.
+	 */
+	size_t bytes = api.vcpu_open != NULL ? 128 : 32;
+
 	printf("%s", what);
-	memset(&set, 0xa5, sizeof(set));	/* the library must fill all 512 bytes */
+	memset(&set, 0xa5, sizeof(set));
 	if (failed(fn(ctx, &set)))
 		return;
+	for (size_t i = bytes; i < sizeof(set); i++) {
+		if (((const uint8_t *)&set)[i] != 0xa5) {
+			printf(" err=cpuset_t_overrun\n");
+			return;
+		}
+	}
 	printf(" cpus=");
-	for (int i = 0; i < TVM_CPUSET_BYTES * 8; i++) {
+	for (size_t i = 0; i < bytes * 8; i++) {
 		if ((set.__bits[i / 64] >> (i % 64)) & 1) {
-			printf("%s%d", sep, i);
+			printf("%s%zu", sep, i);
 			sep = ",";
 		}
 	}

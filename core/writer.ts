@@ -1,0 +1,119 @@
+/**
+ * Writes a planned core into an open file: the head, then RAM chunk by chunk, skipping pages
+ * of zeros (they stay holes: the file is sized at the end with ftruncate, so a mostly idle
+ * guest costs little disk). One chunk is copied out of the guest while the previous one is
+ * being written, and the work stops between chunks when asked to.
+ *
+ * @module
+ */
+import type { CoreLayout } from "./layout.ts";
+import type { CoreSource } from "./source.ts";
+
+const PAGE = 4096;
+/** Bytes copied out of the guest at a time. */
+export const CHUNK_BYTES = 8 << 20;
+
+/** Options for {@link writeBody}. */
+export interface WriteOptions {
+  /** Stops the copy between chunks (the caller removes the file). */
+  signal?: AbortSignal;
+  /** Called after each chunk with the RAM bytes copied so far and the total. */
+  onProgress?(done: bigint, total: bigint): void;
+}
+
+/** What was written. */
+export interface WriteResult {
+  /** RAM bytes copied from the guest. */
+  ram: bigint;
+  /** Bytes of RAM that were not zero (written; the rest are holes). */
+  data: bigint;
+  /** Time spent copying RAM into the file (s). */
+  copySeconds: number;
+}
+
+/** Writes `layout` and the RAM of `source` into `file` (empty, opened for writing). */
+export async function writeCore(
+  source: CoreSource,
+  layout: CoreLayout,
+  file: Deno.FsFile,
+  options: WriteOptions = {},
+): Promise<WriteResult> {
+  await writeAt(file, 0n, layout.head);
+  const start = performance.now();
+  const total = source.ranges.reduce((n, r) => n + r.length, 0n);
+  const buffers = [new Uint8Array(CHUNK_BYTES), new Uint8Array(CHUNK_BYTES)];
+  let pending: Promise<void> = Promise.resolve();
+  let done = 0n;
+  let data = 0n;
+  let turn = 0;
+  try {
+    for (const [i, range] of source.ranges.entries()) {
+      for (let off = 0n; off < range.length; off += BigInt(CHUNK_BYTES)) {
+        options.signal?.throwIfAborted();
+        source.check?.();
+        const n = Number(min(range.length - off, BigInt(CHUNK_BYTES)));
+        const buffer = buffers[turn++ % 2]!.subarray(0, n);
+        // The other buffer may still be on its way to the file: this one is free.
+        source.read(range.gpa + off, buffer);
+        const runs = nonZeroRuns(buffer);
+        for (const [start, end] of runs) data += BigInt(end - start);
+        await pending;
+        const fileAt = layout.rangeOffsets[i]! + off;
+        pending = writeRuns(file, fileAt, buffer, runs);
+        done += BigInt(n);
+        options.onProgress?.(done, total);
+      }
+    }
+  } finally {
+    // Never leave a write running into a file the caller is about to remove.
+    await pending.catch(() => {});
+  }
+  await pending;
+  await file.truncate(Number(layout.size));
+  return { ram: done, data, copySeconds: (performance.now() - start) / 1000 };
+}
+
+async function writeRuns(
+  file: Deno.FsFile,
+  at: bigint,
+  buffer: Uint8Array,
+  runs: [number, number][],
+): Promise<void> {
+  for (const [start, end] of runs) {
+    await writeAt(file, at + BigInt(start), buffer.subarray(start, end));
+  }
+}
+
+async function writeAt(file: Deno.FsFile, at: bigint, bytes: Uint8Array): Promise<void> {
+  await file.seek(Number(at), Deno.SeekMode.Start);
+  for (let done = 0; done < bytes.length;) done += await file.write(bytes.subarray(done));
+}
+
+/** The [start, end) byte runs of `buffer` made of whole pages that are not all zero. */
+export function nonZeroRuns(buffer: Uint8Array): [number, number][] {
+  const words = new Uint32Array(buffer.buffer, buffer.byteOffset, buffer.length >>> 2);
+  const runs: [number, number][] = [];
+  let runStart = -1;
+  for (let page = 0; page < buffer.length; page += PAGE) {
+    const end = Math.min(page + PAGE, buffer.length);
+    let zero = true;
+    for (let w = page >>> 2, last = end >>> 2; w < last; w++) {
+      if (words[w] !== 0) {
+        zero = false;
+        break;
+      }
+    }
+    for (let b = end & ~3; zero && b < end; b++) if (buffer[b] !== 0) zero = false;
+    if (!zero && runStart < 0) runStart = page;
+    if (zero && runStart >= 0) {
+      runs.push([runStart, page]);
+      runStart = -1;
+    }
+  }
+  if (runStart >= 0) runs.push([runStart, buffer.length]);
+  return runs;
+}
+
+function min(a: bigint, b: bigint): bigint {
+  return a < b ? a : b;
+}

@@ -1,0 +1,114 @@
+/**
+ * core/ on its own: a synthetic machine written by saveCore and read back by readelf and gdb,
+ * including more PT_LOADs than e_phnum can count (PN_XNUM) and the note layout gdb relies on.
+ */
+import assert from "node:assert/strict";
+import { type CoreSource, type CpuState, saveCore, type SegmentState } from "../../core/mod.ts";
+import { prstatus, PRSTATUS_SIZE, QEMU_CPU_STATE_SIZE, qemuCpuState } from "../../core/notes.ts";
+import { nonZeroRuns } from "../../core/writer.ts";
+import { readelf } from "../helpers/core_image.ts";
+import { runGdb } from "../helpers/gdb.ts";
+
+const segment: SegmentState = { selector: 0x10, limit: 0xffff_ffff, flags: 0xa09b00, base: 0n };
+
+function cpu(vcpu: number): CpuState {
+  return {
+    vcpu,
+    rax: 0x1111n,
+    rbx: 0x2222n,
+    rcx: 3n,
+    rdx: 4n,
+    rsi: 5n,
+    rdi: 6n,
+    rsp: 0x7000n,
+    rbp: 0x7100n,
+    r8: 8n,
+    r9: 9n,
+    r10: 10n,
+    r11: 11n,
+    r12: 12n,
+    r13: 13n,
+    r14: 14n,
+    r15: 15n,
+    rip: 0x40_1000n + BigInt(vcpu),
+    rflags: 0x246n,
+    cs: { ...segment, selector: 0x8 },
+    ds: segment,
+    es: segment,
+    fs: segment,
+    gs: segment,
+    ss: segment,
+    ldt: segment,
+    tr: segment,
+    gdt: segment,
+    idt: segment,
+    cr: [0x8000_0011n, 0n, 0n, 0x9000n, 0x20n],
+    kernelGsBase: 0xffff_8880_0000_0000n,
+  };
+}
+
+Deno.test("notes: NT_PRSTATUS carries pr_pid = vCPU + 1 and the registers where gdb reads them; QEMUCPUState version 1, 440 bytes", () => {
+  const note = prstatus(cpu(2));
+  const v = new DataView(note.buffer);
+  assert.equal(v.getUint32(4, true), PRSTATUS_SIZE);
+  const desc = 20; // Elf64_Nhdr (12) + "CORE\0" padded to 8
+  assert.equal(v.getUint32(desc + 32, true), 3, "pr_pid");
+  assert.equal(v.getBigUint64(desc + 112 + 16 * 8, true), 0x40_1002n, "pr_reg.rip");
+  assert.equal(v.getBigUint64(desc + 112 + 19 * 8, true), 0x7000n, "pr_reg.rsp");
+  const q = new DataView(qemuCpuState(cpu(0)).buffer);
+  assert.equal(q.getUint32(4, true), QEMU_CPU_STATE_SIZE);
+  assert.equal(q.getUint32(desc, true), 1, "version");
+  assert.equal(q.getUint32(desc + 4, true), 440, "size");
+  assert.equal(q.getBigUint64(desc + 392 + 3 * 8, true), 0x9000n, "cr3");
+  assert.equal(q.getBigUint64(desc + 432, true), 0xffff_8880_0000_0000n, "kernel_gs_base");
+});
+
+Deno.test("zero pages are found page by page, a short last page included", () => {
+  const b = new Uint8Array(5 * 4096 + 100);
+  b[4096 + 7] = 1;
+  b[3 * 4096 + 4095] = 1;
+  b[5 * 4096 + 99] = 1;
+  assert.deepEqual(nonZeroRuns(b), [[4096, 8192], [3 * 4096, 4 * 4096], [
+    5 * 4096,
+    5 * 4096 + 100,
+  ]]);
+  assert.deepEqual(nonZeroRuns(new Uint8Array(8192)), []);
+});
+
+Deno.test("more than 65534 PT_LOADs: e_phnum is PN_XNUM and section 0 holds the count; readelf and gdb read it", async () => {
+  const ram = new Uint8Array(70_000 * 4096);
+  for (let page = 0; page < 70_000; page++) ram[page * 4096] = page & 0xff || 1;
+  new TextEncoder().encodeInto("last page\0", ram.subarray(69_999 * 4096 + 16));
+  // Every page mapped on its own, in reverse, so no two mappings merge.
+  const mappings = Array.from({ length: 70_000 }, (_, page) => ({
+    gva: 0xffff_c000_0000_0000n + BigInt(page) * 8192n,
+    gpa: BigInt(page) * 4096n,
+    length: 4096n,
+  }));
+  const source: CoreSource = {
+    cpus: [cpu(0), cpu(1)],
+    ranges: [{ gpa: 0n, length: BigInt(ram.length) }],
+    mappings,
+    read: (gpa, into) => into.set(ram.subarray(Number(gpa), Number(gpa) + into.length)),
+  };
+  const dir = await Deno.makeTempDir({ prefix: "core-test-" });
+  try {
+    const result = await saveCore(source, `${dir}/many.core`);
+    assert.equal(result.loads, 70_000);
+    const elf = await readelf(`${dir}/many.core`);
+    // The gABI's escape for e_phnum (section 0's sh_info holds the count) is the only way to
+    // write this many; readelf 2.40 then checks sh_info against the count it already read and
+    // warns about the very field it used. That warning, and no other.
+    assert.equal(
+      elf.err.replace("readelf: Warning: [ 0]: Unexpected value (70001) in info field.\n", ""),
+      "",
+    );
+    assert.match(elf.out, /Number of program headers:\s+65535 \(70001\)/);
+    const last = `0x${(0xffff_c000_0000_0000n + 69_999n * 8192n + 16n).toString(16)}`;
+    const { output } = await runGdb([`core-file ${dir}/many.core`, "info threads", `x/s ${last}`]);
+    assert.match(output, /2 +LWP 2/);
+    assert.match(output, /"last page"/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
