@@ -42,6 +42,10 @@ export interface Options {
   /** Explicit libvmmapi path (`--vmmapi` or `BHYVE_GDBSTUB_VMMAPI`), if any. */
   vmmapi?: string;
   logLevel: LogLevel;
+  /** Explicit libunicorn path (`--unicorn` or `BHYVE_GDBSTUB_UNICORN`), if any. */
+  unicorn?: string;
+  /** `--emu-budget INSTRUCTIONS[:MILLISECONDS]`: an emulated continue's budget. */
+  emuBudget?: { instructions: number; milliseconds?: number };
   /** `--allow-write`: memory and register writes reach the guest (off by default). */
   allowWrite?: boolean;
   /** `--max-hold`: release the guest once a debugger has held it this long (ms); off if unset. */
@@ -143,6 +147,8 @@ export function parseCommandLine(
         vm: { type: "string" },
         gdb: { type: "string", short: "G" },
         vmmapi: { type: "string" },
+        unicorn: { type: "string" },
+        "emu-budget": { type: "string" },
         "log-level": { type: "string" },
         "max-hold": { type: "string" },
         "stall-timeout": { type: "string" },
@@ -175,6 +181,9 @@ export function parseCommandLine(
   if (v["allow-write"]) options.allowWrite = true;
   const vmmapi = v.vmmapi ?? env.get("BHYVE_GDBSTUB_VMMAPI");
   if (vmmapi !== undefined && vmmapi !== "") options.vmmapi = vmmapi;
+  const unicorn = v.unicorn ?? env.get("BHYVE_GDBSTUB_UNICORN");
+  if (unicorn !== undefined && unicorn !== "") options.unicorn = unicorn;
+  if (v["emu-budget"] !== undefined) options.emuBudget = parseBudget(v["emu-budget"]);
   if (v["max-hold"] !== undefined) options.maxHoldMs = parseDuration("--max-hold", v["max-hold"]);
   if (v["stall-timeout"] !== undefined) {
     options.stallTimeoutMs = parseDuration("--stall-timeout", v["stall-timeout"]);
@@ -277,6 +286,22 @@ function parseDumpCommand(
   return { kind: "dump", options };
 }
 
+/** `--emu-budget INSTRUCTIONS[:MILLISECONDS]`, both positive integers. */
+function parseBudget(text: string): { instructions: number; milliseconds?: number } {
+  const match = /^([0-9]+)(?::([0-9]+))?$/.exec(text);
+  const instructions = Number(match?.[1]);
+  const milliseconds = match?.[2] === undefined ? undefined : Number(match[2]);
+  if (
+    match === null || !Number.isSafeInteger(instructions) || instructions <= 0 ||
+    (milliseconds !== undefined && (!Number.isSafeInteger(milliseconds) || milliseconds <= 0))
+  ) {
+    throw new UsageError(
+      `--emu-budget ${text}: expected INSTRUCTIONS[:MILLISECONDS], positive integers`,
+    );
+  }
+  return milliseconds === undefined ? { instructions } : { instructions, milliseconds };
+}
+
 function describeParseError(error: unknown): string {
   const message = error instanceof Error ? error.message : String(error);
   // node's messages are long and mention "args"; keep the part a user needs.
@@ -310,6 +335,11 @@ Options:
   --vmmapi PATH        the libvmmapi shared library (also BHYVE_GDBSTUB_VMMAPI);
                        default: libvmmapi.so.7, .so.6, .so.5, then any other
                        /usr/lib/libvmmapi.so.*
+  --unicorn PATH       libunicorn 2.1 or later, for stepping, breakpoints and watchpoints
+                       by emulation (also BHYVE_GDBSTUB_UNICORN); default:
+                       libunicorn.so.2, then libunicorn.so
+  --emu-budget N[:MS]  how far an emulated continue runs before it stops and says so:
+                       N instructions, MS milliseconds (default 100000000:10000)
   --log-level LEVEL    trace, debug (every packet), info (default), warning, error
   --max-hold DURATION  release the guest once a debugger has held it this long
                        (e.g. 90s, 5m) and drop that debugger; off by default
@@ -349,9 +379,13 @@ memory by virtual address through that vCPU's page tables (and in-kernel MMIO su
 the local APIC), stop the guest (Ctrl-C) and continue it; the guest is held while a
 debugger is attached and runs again when it detaches or the connection drops.
 
+A separate process gets no single-step, breakpoints or watchpoints from bhyve (its own
+threads take those exits): with --allow-write and libunicorn (--unicorn), the held vCPU's
+instructions are executed by emulation instead and written back; instructions that cannot be
+emulated faithfully (port I/O, MMIO, x87/SSE, MSRs, CPUID, ...) are refused with the reason,
+and interrupts are not delivered during an emulated run.
+
 What cannot be done from outside a stock bhyve (the VM exits go to bhyve's own threads):
-  - single-step and breakpoints (software or hardware): bhyve continues the trap or,
-    for a breakpoint exit, aborts the whole VM; use bhyve's own -G to get them;
   - a guaranteed stop at the very first instruction: bhyve starts the boot vCPU itself.
     On FreeBSD 14 and later 'w' watches for bhyve's release of the boot vCPU and holds it
     within the ~1 ms before its thread runs it, then says which it got: "held at the

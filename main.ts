@@ -21,6 +21,8 @@ import { loadVmmapi, VmmapiLoadError } from "./ffi/mod.ts";
 import { ListenError, type RspServer, serve } from "./rsp/mod.ts";
 import { HoldRecord, holdRecordPath } from "./vmm/hold_record.ts";
 import { lockVm, VmLockError } from "./vmm/lock.ts";
+import { loadEmulator, UnicornLoadError } from "./ffi/emulator.ts";
+import { DEFAULT_BUDGET, type EmulationSetup } from "./vmm/emulated_control.ts";
 import { releaseRecorded } from "./vmm/release.ts";
 import { holdAtBoot, openTarget, type Vmmapi, VmmError, type VmTarget } from "./vmm/mod.ts";
 
@@ -126,6 +128,7 @@ async function serveVm(api: Vmmapi, options: Options, signal: AbortSignal): Prom
     heldVcpusSpin: api.generation === "0103",
     record,
     allowWrite: options.allowWrite ?? false,
+    emulation: emulationSetup(options),
     ...dumpDirOf(options),
   };
   try {
@@ -178,6 +181,27 @@ async function serveVm(api: Vmmapi, options: Options, signal: AbortSignal): Prom
     await target.close().catch((error) => log.error("closing the VM: {error}", { error }));
     lastResort = undefined;
   }
+}
+
+/**
+ * The emulator for stepping and breakpoints: libunicorn if it loads (else the reason, which
+ * stepping then shows the user), the budget. The guest write paths come with --allow-write.
+ */
+function emulationSetup(options: Options): EmulationSetup {
+  let factory: EmulationSetup["factory"];
+  try {
+    const lib = loadEmulator(options.unicorn);
+    log.debug("libunicorn {path}, version {version}", { path: lib.path, version: lib.version });
+    factory = lib;
+  } catch (error) {
+    if (!(error instanceof UnicornLoadError)) throw error;
+    factory = error.message;
+  }
+  const setup: EmulationSetup = { factory };
+  if (options.emuBudget !== undefined) {
+    setup.budget = { ...DEFAULT_BUDGET, ...options.emuBudget };
+  }
+  return setup;
 }
 
 function announce(options: Options, addr: Deno.NetAddr): void {

@@ -46,6 +46,14 @@ export interface Libc {
   strerror(errno: number): string;
   /** A shared mapping of `fd`, read-only unless `writable`. */
   mmap(length: bigint, fd: number, offset: bigint, writable?: boolean): Deno.PointerValue;
+  /** mmap with explicit protection and flags (the emulator's private copy of guest RAM). */
+  mmapWith(
+    length: bigint,
+    prot: number,
+    flags: number,
+    fd: number,
+    offset: bigint,
+  ): Deno.PointerValue;
   munmap(address: Deno.PointerValue, length: bigint): number;
   /** open(path, O_RDONLY): a descriptor, or -1 with errno. */
   openReadOnly(path: string): number;
@@ -97,6 +105,9 @@ function wrap(lib: CommonSymbols, errnoPointer: () => Deno.PointerValue): Libc {
     mmap(length, fd, offset, writable = false) {
       const prot = writable ? PROT_READ | PROT_WRITE : PROT_READ;
       return lib.mmap(null, length, prot, MAP_SHARED, fd, offset);
+    },
+    mmapWith(length, prot, flags, fd, offset) {
+      return lib.mmap(null, length, prot, flags, fd, offset);
     },
     munmap(address, length) {
       return lib.munmap(address, length);

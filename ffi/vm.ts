@@ -18,7 +18,9 @@ import {
 } from "../vmm/vmmapi.ts";
 import { lastError } from "./errno.ts";
 import type { LoadedLibrary } from "./library.ts";
+import type { RamImage } from "../emu/emulator.ts";
 import { MappedRange } from "./memory.ts";
+import { PrivateRam } from "./ram_image.ts";
 import { mapDeviceMemory } from "./devmem.ts";
 
 const log = getLogger(["bhyve-gdbstub", "vmm"]);
@@ -286,6 +288,12 @@ class FfiVm implements VmHandle {
     if (rc !== 0) {
       throw lastError("vm_set_register", `vCPU ${vcpu}, ${regName(reg)}, ${hex(value)}`);
     }
+  }
+
+  ramImage(): RamImage {
+    const ram = this.memoryRanges().filter((r) => r.segmentName === "" && r.readable);
+    const fd = this.#lib.symbols.vm_get_device_fd(this.#c);
+    return PrivateRam.map(fd, ram.map(({ gpa, length }) => ({ gpa, length })));
   }
 
   readKernemu(vcpu: number, gpa: bigint, size: 1 | 2 | 4 | 8): bigint {

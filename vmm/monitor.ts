@@ -53,6 +53,8 @@ export const HELP_TEXT = `bhyve-gdbstub monitor commands:
                   whether continue runs past breakpoints the VM cannot honour
   dump [-p] NAME  save the VM as an ELF core NAME in the server's --dump-dir (-p: by
                   virtual address, for gdb); never overwrites
+  emulation       emulated execution: available or why not, its budget, what the last run did
+  budget [N] [MS] the budget of an emulated continue: N instructions, MS milliseconds of wall time
 `;
 
 /** Runs one monitor command for the vCPU behind `thread`; returns console text. */
@@ -81,9 +83,26 @@ export function runMonitor(
       return info(args[0]);
     case "dump":
       return monitorDump(target, target.dumpDir, args, print);
+    case "emulation":
+      return target.emulated.describeLast();
+    case "budget":
+      return budget(target, args);
     default:
       return `Unknown monitor command "${name}". Try "monitor help".\n`;
   }
+}
+
+function budget(target: VmTarget, args: string[]): string {
+  const [instructions, milliseconds] = args.map(Number);
+  for (const n of [instructions, milliseconds]) {
+    if (n !== undefined && (!Number.isSafeInteger(n) || n <= 0)) {
+      return `Usage: monitor budget [INSTRUCTIONS] [MILLISECONDS] (positive integers)\n`;
+    }
+  }
+  if (instructions !== undefined) target.emulated.budget.instructions = instructions;
+  if (milliseconds !== undefined) target.emulated.budget.milliseconds = milliseconds;
+  const b = target.emulated.budget;
+  return `Budget of an emulated continue: ${b.instructions} instructions, ${b.milliseconds} ms\n`;
 }
 
 function vcpus(target: VmTarget): string {

@@ -9,6 +9,7 @@
  */
 import { getLogger } from "../log/mod.ts";
 import {
+  type Breakpoint,
   type Capability,
   type DebugTarget,
   type StopEvent,
@@ -25,6 +26,8 @@ import { cpuModeName, guestPaging, pagingModeName, type PagingState } from "./pa
 import { RegisterReader, type RegisterValues } from "./register_reader.ts";
 import { REGISTERS, targetDescription } from "./registers.ts";
 import { RunControl } from "./run_control.ts";
+import { EmulatedControl, type EmulationSetup } from "./emulated_control.ts";
+import { commitPaths } from "./emulation.ts";
 import { ParkTracker } from "./parking.ts";
 import { GuestWriter } from "./write/mod.ts";
 import { isGone, type VmHandle, VmmError, VmReg } from "./vmmapi.ts";
@@ -44,6 +47,8 @@ export interface VmTargetOptions {
   heldPollMs?: number;
   /** While running: how often to check that the VM still exists (ms). */
   runningPollMs?: number;
+  /** Emulated stepping and breakpoints: the emulator library and the guest write paths. */
+  emulation?: EmulationSetup;
   /** How long a stop waits for suspended vCPUs to park (ms); default 2000. */
   parkTimeoutMs?: number;
   /**
@@ -93,6 +98,8 @@ export class VmTarget implements DebugTarget {
   readonly memory: GuestMemory;
   readonly registers: RegisterReader;
   readonly control: RunControl;
+  /** Stepping, breakpoints and watchpoints by emulation (vmm/emulated_control.ts). */
+  readonly emulated: EmulatedControl;
   readonly parking: ParkTracker;
   readonly writer: GuestWriter;
   readonly allowWrite: boolean;
@@ -109,6 +116,8 @@ export class VmTarget implements DebugTarget {
   /** Retries the resume of stranded vCPUs (see {@link RunControl.stranded}). */
   #retry: ReturnType<typeof setTimeout> | undefined;
   #gone: string | undefined;
+  /** The thread of the last stop: what a `continue` without a thread list emulates. */
+  #lastThread = 1;
   /** Stops since the last attach: the first one says the 13.x note. */
   #stops = 0;
   #active: number[] | undefined;
@@ -124,6 +133,10 @@ export class VmTarget implements DebugTarget {
     this.parking = new ParkTracker(vm);
     this.writer = new GuestWriter(vm, this.memory);
     this.allowWrite = options.allowWrite ?? false;
+    this.emulated = new EmulatedControl(vm, {
+      ...(options.emulation ?? { factory: "No emulator library was configured." }),
+      ...(this.allowWrite ? { writer: commitPaths(vm, this.writer) } : {}),
+    });
     this.#heldPollMs = options.heldPollMs ?? 75;
     this.#runningPollMs = options.runningPollMs ?? 250;
     this.#parkTimeoutMs = options.parkTimeoutMs ?? 2000;
@@ -279,6 +292,7 @@ export class VmTarget implements DebugTarget {
    * signal from the reason (SIGTRAP for an attach, SIGINT for a Ctrl-C).
    */
   async stop(): Promise<StopEvent> {
+    await this.emulated.halt(); // an emulated continue commits before anything is read
     if (this.#gone !== undefined) return this.#exited();
     this.#stopRetry();
     try {
@@ -317,19 +331,55 @@ export class VmTarget implements DebugTarget {
       log.warn(`${SPIN_NOTE} Held now: ${this.control.mine.size} vCPU(s).`);
     }
     this.#stops++;
+    this.#lastThread = (active[0] ?? 0) + 1;
     return {
       kind: "stopped",
-      thread: (active[0] ?? 0) + 1,
+      thread: this.#lastThread,
       signal: SIGTRAP,
       reason: { type: "interrupt" },
     };
   }
 
+  /** One instruction of `thread`, emulated; the other vCPUs stay held. */
+  async step(thread: number, _signal: AbortSignal): Promise<StopEvent> {
+    const vcpu = this.vcpuOf(thread);
+    try {
+      return await this.emulated.step(vcpu, thread);
+    } finally {
+      this.#afterEmulation(vcpu);
+      this.#lastThread = thread;
+    }
+  }
+
+  insertBreakpoint(bp: Breakpoint): void {
+    this.emulated.insert(bp);
+  }
+
+  removeBreakpoint(bp: Breakpoint): void {
+    this.emulated.remove(bp);
+  }
+
+  /** Registers, paging and translations of `vcpu` changed under the caches. */
+  #afterEmulation(vcpu: number): void {
+    this.#invalidate([vcpu]);
+  }
+
   /**
    * Lets `threads` run (all when undefined). The others stay held: gdb's scheduler-locking
-   * (`vCont;c:2`) runs one vCPU, as QEMU's gdbstub does.
+   * (`vCont;c:2`) runs one vCPU, as QEMU's gdbstub does. With breakpoints or watchpoints set
+   * (and emulation available), one vCPU runs in the emulator instead, every vCPU held.
    */
   resume(threads?: readonly number[]): Promise<void> {
+    if (this.emulated.emulatesContinue() && this.control.held) {
+      try {
+        const thread = threads?.[0] ?? this.#lastThread;
+        this.emulated.start(this.vcpuOf(thread), thread);
+      } catch (error) {
+        return Promise.reject(error);
+      }
+      return Promise.resolve();
+    }
+    this.emulated.forget(); // guest RAM changes while the VM runs natively
     if (this.#gone !== undefined) return Promise.reject(new TargetGoneError(this.#gone));
     let vcpus: number[] | undefined;
     try {
@@ -354,6 +404,22 @@ export class VmTarget implements DebugTarget {
   }
 
   waitForStop(signal: AbortSignal): Promise<StopEvent> {
+    if (this.emulated.running) {
+      return this.emulated.wait(signal).then((event) => {
+        if (event.kind === "stopped") {
+          this.#afterEmulation(event.thread - 1);
+          this.#lastThread = event.thread;
+        }
+        return event;
+      }).catch((error) => {
+        this.#invalidate();
+        const aborted = error instanceof DOMException && error.name === "AbortError";
+        if (aborted || error instanceof TargetError || error instanceof TargetGoneError) {
+          throw error;
+        }
+        throw new TargetError(`Emulation failed: ${(error as Error).message}`, EIO);
+      });
+    }
     return new Promise((resolve, reject) => {
       if (signal.aborted) return reject(abortError());
       if (this.#gone !== undefined) return resolve(this.#exited());
@@ -379,6 +445,10 @@ export class VmTarget implements DebugTarget {
   }
 
   async detach(): Promise<void> {
+    await this.emulated.halt();
+    // The guest runs on natively after a detach, whatever breakpoints were left (a dropped
+    // connection leaves them): never into another emulated run.
+    this.emulated.clearBreakpoints();
     this.#stops = 0; // the next debugger's attach is a first stop again
     this.physicalMode = false; // nothing one debugger sets reaches the next
     if (this.#gone !== undefined) {
@@ -393,6 +463,14 @@ export class VmTarget implements DebugTarget {
   }
 
   unsupported(capability: Capability): string | undefined {
+    if (capability === "step" || capability === "breakpoint") {
+      const why = this.emulated.unavailable();
+      if (why === undefined) return undefined;
+      const what = capability === "step" ? "Single-step is" : "Breakpoints are";
+      return `${what} not available: bhyve-gdbstub runs outside bhyve, whose own thread takes ` +
+        `MTRAP, #DB and breakpoint exits, so it executes instructions by emulation instead, ` +
+        `and emulation is unavailable: ${why}`;
+    }
     if (this.allowWrite && WRITES.has(capability)) return undefined;
     return UNSUPPORTED[capability];
   }
@@ -406,6 +484,7 @@ export class VmTarget implements DebugTarget {
       });
     } finally {
       this.#invalidate(); // page tables may have changed, and with them any translation
+      this.emulated.forget(); // the emulator's private copy of RAM predates the write
     }
   }
 
@@ -442,6 +521,7 @@ export class VmTarget implements DebugTarget {
   /** Resumes what this debugger stopped (if anything) and closes the VM. */
   async close(): Promise<void> {
     await this.detach();
+    this.emulated.forget(); // the emulator's engines and its copy of guest RAM
     // Last chance for a vCPU whose resume failed: never leave the VM parked behind us.
     for (let tries = 0; this.control.stranded.size > 0 && tries < 50; tries++) {
       try {

@@ -10,6 +10,7 @@
  *
  * @module
  */
+import type { RamImage } from "../emu/emulator.ts";
 
 /** `enum vm_reg_name` (amd64). FS_BASE and later exist only on FreeBSD 15 and later. */
 export const VmReg = {
@@ -187,6 +188,11 @@ export interface VmHandle {
   memoryRanges(): MemoryRange[];
   /** Copies `into.length` bytes of RAM at `gpa` (one readable range must hold them all). */
   readRam(gpa: bigint, into: Uint8Array): void;
+  /**
+   * Guest RAM (system memory) as a private copy-on-write image for the emulator: it reads the
+   * guest's pages and keeps its own writes (emu/emulator.ts).
+   */
+  ramImage(): RamImage;
   /**
    * Copies `from` into RAM at `gpa` (one mapped range must hold it all). Absent, or throwing,
    * unless the VM was opened writable.

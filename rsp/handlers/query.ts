@@ -21,7 +21,15 @@ export function supported(ctx: Context, args: string): void {
   if (errorMessages) ctx.state.errorStyle = "dot-text";
   // lldb announces xmlRegisters with several architectures and never vContSupported.
   ctx.state.gdbClient = features.has("vContSupported") || errorMessages;
-  ctx.reply.text(formatSupported({ packetSize: ctx.packetSize, errorMessages }));
+  // Breakpoint kinds in stop replies, where the target honours breakpoints and the client asks.
+  const breakpoints = ctx.target.insertBreakpoint !== undefined &&
+    ctx.target.unsupported("breakpoint") === undefined;
+  ctx.reply.text(formatSupported({
+    packetSize: ctx.packetSize,
+    errorMessages,
+    swbreak: breakpoints && features.get("swbreak") === true,
+    hwbreak: breakpoints && features.get("hwbreak") === true,
+  }));
 }
 
 /** `QStartNoAckMode`: OK (still acked), then no acks either way. */

@@ -1,7 +1,8 @@
 /**
  * qSupported: the client's features in, the server's features out. The reply is computed from
- * what the server and target can do, so it never advertises what is missing; in particular no
- * swbreak/hwbreak (a separate process cannot take breakpoint exits).
+ * what the server and target can do, so it never advertises what is missing; in particular
+ * swbreak/hwbreak only when the target honours breakpoints (by emulation: a separate process
+ * cannot take breakpoint exits) and the client asked for them.
  *
  * @module
  */
@@ -28,6 +29,9 @@ export interface ServerFeatures {
   packetSize: number;
   /** Echo error-message+ only to a client that offered it (gdb 15 and later). */
   errorMessages: boolean;
+  /** swbreak+/hwbreak+: stop replies say which kind of breakpoint was hit. */
+  swbreak?: boolean;
+  hwbreak?: boolean;
 }
 
 /** Formats the qSupported reply. */
@@ -40,5 +44,7 @@ export function formatSupported(server: ServerFeatures): string {
     "binary-upload+",
   ];
   if (server.errorMessages) features.push("error-message+");
+  if (server.swbreak) features.push("swbreak+");
+  if (server.hwbreak) features.push("hwbreak+");
   return features.join(";");
 }

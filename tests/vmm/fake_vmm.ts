@@ -2,6 +2,8 @@
  * A fake {@link VmHandle} for unit tests of vmm/'s pure logic: registers, memory, paging and
  * the debug set live in plain maps, and every call is logged.
  */
+import type { RamImage } from "../../emu/emulator.ts";
+import { PrivateRam } from "../../ffi/ram_image.ts";
 import {
   type GuestPaging,
   type MemoryRange,
@@ -133,6 +135,24 @@ export class FakeVm implements VmHandle {
     if (r === undefined) throw new RangeError(`not RAM: ${gpa}`);
     const off = Number(gpa - r.range.gpa);
     into.set(r.bytes.subarray(off, off + into.length));
+  }
+  /** The fake RAM in a temporary file, mapped privately as the emulator's image. */
+  ramImage(): RamImage {
+    this.#check("ramImage");
+    const file = Deno.makeTempFileSync({ prefix: "fake-ram-" });
+    const offsets: bigint[] = [];
+    let offset = 0n;
+    using out = Deno.openSync(file, { write: true });
+    for (const r of this.ram) {
+      offsets.push(offset);
+      out.writeSync(r.bytes);
+      offset += r.range.length;
+    }
+    try {
+      return PrivateRam.fromFile(file, this.ram.map((r) => r.range), offsets);
+    } finally {
+      Deno.removeSync(file);
+    }
   }
   writeRam(gpa: bigint, from: Uint8Array): void {
     this.#check(`writeRam ${gpa.toString(16)}+${from.length}`);

@@ -115,8 +115,16 @@ Deno.test("monitor: help, vcpus, pagewalk, memmap, lapic, and unknown commands",
 
 Deno.test("unsupported capabilities explain why", () => {
   const target = new VmTarget(new FakeVm(), fast);
-  assert.match(target.unsupported("step")!, /^Single-step is not available: .*MTRAP/);
-  assert.match(target.unsupported("breakpoint")!, /BPT_EXIT.*aborts the whole VM/);
+  // Without an emulator: stepping and breakpoints say why native ones are impossible, and why
+  // emulation is unavailable.
+  assert.match(
+    target.unsupported("step")!,
+    /^Single-step is not available: .*outside bhyve.*MTRAP.*emulation is unavailable/,
+  );
+  assert.match(
+    target.unsupported("breakpoint")!,
+    /^Breakpoints are not available: .*by emulation.*unavailable/,
+  );
   assert.match(
     target.unsupported("write-memory")!,
     /started without --allow-write, so it never writes/,

@@ -1,0 +1,51 @@
+/**
+ * End to end on the test VM (KVM, or its software CPU where /dev/kvm is missing), served by
+ * main.ts with --allow-write and libunicorn: the real gdb breaks in the running demo guest,
+ * steps, nexts and watches a counter the guest itself increments; every step is emulated and
+ * written back to the vCPU; after detach the guest runs on natively.
+ */
+import assert from "node:assert/strict";
+import { GUEST_ELF } from "../emu/demo_vm.ts";
+import { unicornPath } from "../emu/machine.ts";
+import { runGdb, sectioned, sectionsOf } from "../helpers/gdb.ts";
+import { Stub } from "../helpers/stub.ts";
+import { TestVm, testvmBuilt } from "../helpers/testvm.ts";
+
+Deno.test({
+  name: "gdb on the test VM: break, continue, bt, next, stepi, watch -- emulated, then detach",
+  ignore: !testvmBuilt(),
+  fn: async () => {
+    await using vm = await TestVm.start({ cpus: 2 });
+    const stub = await Stub.start({
+      vm: vm.name,
+      dir: vm.dir,
+      args: ["--allow-write", "--unicorn", unicornPath() ?? "libunicorn.so.2"],
+    });
+    try {
+      const { output, timedOut } = await runGdb([
+        `file ${GUEST_ELF}`,
+        `target remote ${stub.address}`,
+        ...sectioned({
+          break: ["break tick", "continue", "bt"],
+          next: ["next", "print pc->counter", "stepi", "info registers rip"],
+          watch: ["delete", "watch layout.percpu[0].counter", "continue"],
+          emulation: ["delete", "monitor emulation"],
+        }),
+        "detach",
+      ], { timeoutMs: 120_000 });
+      assert.ok(!timedOut, output);
+      const s = sectionsOf(output);
+      assert.match(s.break!, /hit Breakpoint 1, tick \(pc=.*\) at guest\/main\.c:66/);
+      assert.match(s.break!, /#1 .* in work_loop .*\n#2 .* in kmain/);
+      assert.match(s.next!, /^67\t\tpc->counter\+\+;\n\$1 = \d+\n0x[0-9a-f]+\t67\t/);
+      assert.match(s.next!, /rip +0x[0-9a-f]+ +0x[0-9a-f]+ <tick\+\d+>/);
+      const [, before, after] = /Old value = (\d+)\nNew value = (\d+)/.exec(s.watch!)!;
+      assert.equal(Number(after), Number(before) + 1);
+      assert.match(s.emulation!, /Emulated execution: available \(Unicorn 2\.\d+\)/);
+      assert.match(output, /\[Inferior 1 \(Remote target\) detached\]/);
+    } finally {
+      stub.process.kill("SIGTERM");
+      await stub.exited;
+    }
+  },
+});
