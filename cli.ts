@@ -354,7 +354,9 @@ Options:
   -h, --help           this text
   -V, --version        the version
 
-Dump (save the VM as an ELF core in QEMU's dump-guest-memory layout, for gdb and crash):
+bhyve-gdbstub dump saves the VM as an ELF core in QEMU's dump-guest-memory layout, for gdb
+and crash.
+Dump options:
   -o, --output FILE    the core file (refused if it exists, unless --force)
   --paging             PT_LOADs by virtual address from the boot vCPU's page tables
                        (QEMU's -p; what gdb needs to read kernel addresses)
