@@ -36,14 +36,17 @@
  * Another process (a debugger writing an int3, say) can write guest code,
  * and the engine keeps its translations of code until told: it cannot see
  * writes that do not go through it.  So translated code is dropped every
- * 20 ms of running (the engine is stopped at a block boundary and
- * restarted, unseen by the hypervisor): a write to guest code takes effect
- * within 20 ms instead of at once.  Not more often: a kick lands at the
- * start of a block being translated, and a fresh translation after every
- * stop would make stops land far more often on a block's first instruction
- * than they do on a CPU.
+ * 50 ms of running (the engine is stopped and restarted, unseen by the
+ * hypervisor): a write to guest code takes effect within 50 ms instead of
+ * at once.  Not more often: a stop has two costs.  A kick lands at the
+ * start of a block being translated, so fresh translations make stops land
+ * more often on a block's first instruction than they do on a CPU.  And
+ * Unicorn checks for a stop after every memory access, restarting the
+ * instruction that made it: one that reads and writes the same memory
+ * (inc, add to memory) then takes effect twice.  MMIO is safe from that
+ * (replayed, see mmio_exit); plain RAM is not.
  */
-#define REFRESH_NS	(20 * 1000 * 1000LL)
+#define REFRESH_NS	(50 * 1000 * 1000LL)
 
 static int64_t
 now_ns(void)
