@@ -4,7 +4,8 @@
  * Unicorn engine per vCPU (KVM_RUN itself is in softkvm_run.c).
  *
  * Chosen when opening /dev/kvm fails with ENOENT, or always with
- * TESTVM_CPU=soft (TESTVM_CPU=kvm never chooses it).  Each soft object has
+ * TESTVM_CPU=soft (or soft-verbose, which names the library in use);
+ * TESTVM_CPU=kvm never chooses it.  Each soft object has
  * a real descriptor of its own (an eventfd) so fds stay unique.
  *
  * Segment registers: KVM_SET_SREGS gives every segment's hidden part
@@ -95,41 +96,29 @@ new_obj(struct sk_obj *o, enum sk_kind kind)
 	return fd;
 }
 
-static bool
-want_soft(const char *path, int err)
-{
-	const char *cpu = getenv("TESTVM_CPU");
-
-	if (strcmp(path, "/dev/kvm") != 0)
-		return false;
-	if (cpu != NULL && strcmp(cpu, "kvm") == 0)
-		return false;
-	return (cpu != NULL && strcmp(cpu, "soft") == 0) || err == ENOENT;
-}
-
 int
 sk_open(const char *path, int flags, ...)
 {
 	static struct sk_obj sys;
 	const char *cpu = getenv("TESTVM_CPU");
+	bool force_soft = cpu != NULL && strncmp(cpu, "soft", 4) == 0;
+	bool force_kvm = cpu != NULL && strcmp(cpu, "kvm") == 0;
 	mode_t perm = 0;
 	va_list ap;
-	int fd = -1, err = 0;
-	unsigned major, minor;
+	unsigned version;
 
 	if (flags & O_CREAT) {
 		va_start(ap, flags);
 		perm = va_arg(ap, mode_t);
 		va_end(ap);
 	}
-	if (!(cpu != NULL && strcmp(cpu, "soft") == 0 &&
-	    strcmp(path, "/dev/kvm") == 0)) {
-		fd = open(path, flags, perm);
-		err = errno;
-		if (fd >= 0 || !want_soft(path, err)) {
-			if (strcmp(path, "/dev/kvm") == 0 && fd >= 0)
-				mode = 0;
-			errno = err;
+	if (strcmp(path, "/dev/kvm") != 0)
+		return open(path, flags, perm);
+	if (!force_soft) {
+		int fd = open(path, flags);
+
+		if (fd >= 0 || errno != ENOENT || force_kvm) {
+			mode = fd >= 0 ? 0 : mode;
 			return fd;
 		}
 	}
@@ -137,10 +126,17 @@ sk_open(const char *path, int flags, ...)
 		errno = ENOENT;
 		return -1;
 	}
-	uc.version(&major, &minor);
-	fprintf(stderr, "testvm: %s: running on the software CPU "
-	    "(Unicorn %u.%u, %s)\n", err ? "no /dev/kvm" : "TESTVM_CPU=soft",
-	    major, minor, uc.path);
+	/*
+	 * Quiet on success: the VM's stderr is the guest's console and the
+	 * place of one-line failures.  TESTVM_CPU=soft-verbose says which
+	 * library runs it.
+	 */
+	if (cpu != NULL && strcmp(cpu, "soft-verbose") == 0) {
+		version = uc.version(NULL, NULL);
+		fprintf(stderr, "testvm: software CPU: Unicorn %u.%u.%u, %s\n",
+		    version >> 24, (version >> 16) & 0xff, (version >> 8) & 0xff,
+		    uc.path);
+	}
 	mode = 1;
 	return new_obj(&sys, SK_SYS);
 }
@@ -340,8 +336,10 @@ regs_access(struct sk_vcpu *v, struct kvm_regs *r, bool write)
 		err |= write ? uc.reg_write(v->uc, id, &slot[i]) :
 		    uc.reg_read(v->uc, id, &slot[i]);
 	}
-	if (write)
+	if (write) {
 		v->halted = false;
+		v->io.replay = false;	/* a new instruction, whatever RIP says */
+	}
 	return err ? -1 : 0;
 }
 

@@ -57,6 +57,17 @@ struct sk_vcpu {
 	bool refresh;		/* stopped to drop translated code, not an exit */
 	int64_t flushed_ns;	/* when translated code was last dropped */
 	enum sk_hook_exit hook_exit;
+
+	/*
+	 * The last MMIO access (see softkvm_run.c): its data for Unicorn's
+	 * 4-byte pieces of it, and for the access again if a stop made
+	 * Unicorn restart the instruction after the device had seen it.
+	 */
+	struct {
+		uint64_t gpa, rip, value;
+		int size;
+		bool write, replay;
+	} io;
 	uint32_t exception;
 	uint64_t unmapped_gpa;
 

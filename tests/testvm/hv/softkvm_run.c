@@ -36,14 +36,17 @@
  * Another process (a debugger writing an int3, say) can write guest code,
  * and the engine keeps its translations of code until told: it cannot see
  * writes that do not go through it.  So translated code is dropped every
- * 20 ms of running (the engine is stopped at a block boundary and
- * restarted, unseen by the hypervisor): a write to guest code takes effect
- * within 20 ms instead of at once.  Not more often: a kick lands at the
- * start of a block being translated, and a fresh translation after every
- * stop would make stops land far more often on a block's first instruction
- * than they do on a CPU.
+ * 50 ms of running (the engine is stopped and restarted, unseen by the
+ * hypervisor): a write to guest code takes effect within 50 ms instead of
+ * at once.  Not more often: a stop has two costs.  A kick lands at the
+ * start of a block being translated, so fresh translations make stops land
+ * more often on a block's first instruction than they do on a CPU.  And
+ * Unicorn checks for a stop after every memory access, restarting the
+ * instruction that made it: one that reads and writes the same memory
+ * (inc, add to memory) then takes effect twice.  MMIO is safe from that
+ * (replayed, see mmio_exit); plain RAM is not.
  */
-#define REFRESH_NS	(20 * 1000 * 1000LL)
+#define REFRESH_NS	(50 * 1000 * 1000LL)
 
 static int64_t
 now_ns(void)
@@ -113,20 +116,32 @@ hook_out(uc_engine *e, uint32_t port, int size, uint32_t value, void *arg)
 	pio_exit(arg, port, size, true, value);
 }
 
+/*
+ * MMIO.  Unicorn cuts an access wider than 4 bytes into 4-byte calls of
+ * the region's callbacks, and a stop request can make it restart the
+ * instruction after the access (it checks for one after every memory
+ * access).  KVM makes one exit per access, once.  So the exit is made
+ * from a memory hook bounded to the hole, which sees the whole access with
+ * the instruction's address in RIP; the region's callbacks only hand out
+ * the data; and an access that a stop cut short is replayed, not repeated,
+ * when its instruction runs again.
+ */
 static uint64_t
 mmio_exit(struct sk_vcpu *v, uint64_t gpa, unsigned size, bool write,
     uint64_t val)
 {
 	struct kvm_run *run = v->run;
 
-	if (gpa >= LAPIC_GPA && gpa + size <= LAPIC_GPA + 0x1000) {
+	if (gpa >= LAPIC_GPA && gpa < LAPIC_GPA + 0x1000) {
 		/* The in-kernel local APIC: registers only, no side effects. */
-		char *reg = &v->lapic.regs[(gpa - LAPIC_GPA) & 0x3ff];
+		uint64_t off = gpa - LAPIC_GPA;
 
+		if (off + size > sizeof(v->lapic.regs))
+			return 0;	/* past the last register: reads 0 */
 		if (write)
-			memcpy(reg, &val, size);
+			memcpy(&v->lapic.regs[off], &val, size);
 		else
-			memcpy(&val, reg, size);
+			memcpy(&val, &v->lapic.regs[off], size);
 		return val;
 	}
 	run->exit_reason = KVM_EXIT_MMIO;
@@ -143,6 +158,28 @@ mmio_exit(struct sk_vcpu *v, uint64_t gpa, unsigned size, bool write,
 	return val;
 }
 
+static void
+hook_mmio(uc_engine *e, int type, uint64_t gpa, int size, int64_t value,
+    void *arg)
+{
+	struct sk_vcpu *v = arg;
+	bool write = type == UC_MEM_WRITE;
+	uint64_t rip;
+
+	uc.reg_read(e, UC_X86_REG_RIP, &rip);
+	if (v->io.replay && v->io.gpa == gpa && v->io.size == size &&
+	    v->io.write == write && v->io.rip == rip) {
+		v->io.replay = false;	/* the device saw it already */
+		return;
+	}
+	v->io.replay = false;
+	v->io.gpa = gpa;
+	v->io.size = size;
+	v->io.write = write;
+	v->io.rip = rip;
+	v->io.value = mmio_exit(v, gpa, (unsigned)size, write, (uint64_t)value);
+}
+
 struct hole {
 	struct sk_vcpu *v;
 	uint64_t base;
@@ -152,28 +189,33 @@ static uint64_t
 hook_mmio_read(uc_engine *e, uint64_t off, unsigned size, void *arg)
 {
 	struct hole *h = arg;
+	uint64_t gpa = h->base + off, val = 0;
 
-	return mmio_exit(h->v, h->base + off, size, false, 0);
+	if (gpa >= h->v->io.gpa && gpa + size <= h->v->io.gpa + 8)
+		memcpy(&val, (uint8_t *)&h->v->io.value + (gpa - h->v->io.gpa), size);
+	return val;
 }
 
 static void
 hook_mmio_write(uc_engine *e, uint64_t off, unsigned size, uint64_t value,
     void *arg)
 {
-	struct hole *h = arg;
-
-	mmio_exit(h->v, h->base + off, size, true, value);
+	/* hook_mmio has passed the whole write on */
 }
 
 void
 sk_map_mmio(struct sk_vcpu *v, uint64_t gpa, uint64_t len)
 {
 	struct hole *h = calloc(1, sizeof(*h));
+	uc_hook hh;
 	uc_err e;
 
 	h->v = v;
 	h->base = gpa;
 	e = uc.mmio_map(v->uc, gpa, len, hook_mmio_read, h, hook_mmio_write, h);
+	if (e == 0)
+		e = uc.hook_add(v->uc, &hh, UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE,
+		    (void *)hook_mmio, v, gpa, gpa + len - 1);
 	if (e != 0)
 		die("software CPU: MMIO at %#llx: %s", (unsigned long long)gpa,
 		    uc.strerror(e));
@@ -201,7 +243,7 @@ hook_unmapped(uc_engine *e, int type, uint64_t addr, int size, int64_t value,
 	v->hook_exit = HX_UNMAPPED;
 	v->unmapped_gpa = addr;
 	v->run->mmio.len = (uint32_t)size;
-	v->run->mmio.is_write = type == 17;	/* UC_MEM_WRITE_UNMAPPED */
+	v->run->mmio.is_write = type == UC_MEM_WRITE_UNMAPPED;
 	return false;
 }
 
@@ -312,6 +354,9 @@ emu_thread(void *arg)
 
 		pthread_mutex_lock(&v->lock);
 		v->busy = false;
+		/* Back at the instruction of the last MMIO access: replay it. */
+		uc.reg_read(v->uc, UC_X86_REG_RIP, &rip);
+		v->io.replay = v->io.size != 0 && rip == v->io.rip;
 		if (v->refresh && v->hook_exit == HX_NONE && !v->stopping &&
 		    err == 0 && !step) {
 			v->go = true;	/* only stopped to translate afresh */

@@ -102,7 +102,6 @@ bind(void *h)
 	SYM(emu_start, "uc_emu_start");
 	SYM(emu_stop, "uc_emu_stop");
 	SYM(ctl, "uc_ctl");
-	SYM(vmem_translate, "uc_vmem_translate");
 	SYM(context_alloc, "uc_context_alloc");
 	SYM(context_size, "uc_context_size");
 	SYM(context_save, "uc_context_save");
@@ -124,10 +123,10 @@ try_load(const char *path, char *tried, size_t len)
 	h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
 	if (h == NULL)
 		return -1;
-	if (bind(h) < 0) {
-		/* 2.0 lacks uc_vmem_translate and friends */
+	/* uc_version: major << 24 | minor << 16 | patch << 8 */
+	if (bind(h) < 0 || uc.version(NULL, NULL) >> 16 < 0x0201) {
 		snprintf(tried + strlen(tried), len - strlen(tried),
-		    " (too old: Unicorn 2.1 or later is needed)");
+		    " (not Unicorn 2.1 or later)");
 		dlclose(h);
 		return -1;
 	}

@@ -23,6 +23,10 @@ typedef int uc_err;
 #define UC_HOOK_INTR		1
 #define UC_HOOK_INSN		2
 #define UC_HOOK_MEM_UNMAPPED	112	/* read | write | fetch */
+#define UC_HOOK_MEM_READ	1024
+#define UC_HOOK_MEM_WRITE	2048
+#define UC_MEM_WRITE		17
+#define UC_MEM_WRITE_UNMAPPED	20
 #define UC_X86_INS_IN		218
 #define UC_X86_INS_OUT		500
 #define UC_CTL_TB_FLUSH_W	0x4000000a	/* UC_CTL_WRITE(UC_CTL_TB_FLUSH, 0) */
@@ -60,6 +64,8 @@ typedef uint64_t (*uc_cb_mmio_read_t)(uc_engine *, uint64_t off, unsigned size,
     void *);
 typedef void (*uc_cb_mmio_write_t)(uc_engine *, uint64_t off, unsigned size,
     uint64_t value, void *);
+typedef void (*uc_cb_hookmem_t)(uc_engine *, int type, uint64_t addr, int size,
+    int64_t value, void *);
 typedef bool (*uc_cb_eventmem_t)(uc_engine *, int type, uint64_t addr, int size,
     int64_t value, void *);
 
@@ -82,8 +88,6 @@ struct uc_api {
 	    uint64_t timeout, size_t count);
 	uc_err (*emu_stop)(uc_engine *uc);
 	uc_err (*ctl)(uc_engine *uc, int control, ...);
-	uc_err (*vmem_translate)(uc_engine *uc, uint64_t addr, int prot,
-	    uint64_t *paddr);
 	uc_err (*context_alloc)(uc_engine *uc, uc_context **ctx);
 	size_t (*context_size)(uc_engine *uc);
 	uc_err (*context_save)(uc_engine *uc, uc_context *ctx);
