@@ -13,7 +13,8 @@ export const VERSION = "0.1.0";
 
 /**
  * The Deno permissions main.ts needs: ffi for libvmmapi, net to listen, read for the library,
- * write for the lock next to the VM, env for BHYVE_GDBSTUB_*. (deno.json's `start` says the same.)
+ * write for the lock and hold record next to the VM, env for BHYVE_GDBSTUB_*, and the user id (to
+ * believe only a hold record this user wrote). deno.json's `start` says the same.
  */
 export const RUN_PERMISSIONS = [
   "--allow-ffi",
@@ -21,6 +22,7 @@ export const RUN_PERMISSIONS = [
   "--allow-read",
   "--allow-write",
   "--allow-env",
+  "--allow-sys=uid",
 ] as const;
 
 /** Where to listen, from `-G [w][ADDR:]PORT`. */

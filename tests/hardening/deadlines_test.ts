@@ -22,7 +22,7 @@ const CPUS = 2;
 /** 48 MiB of the guest's direct map: a dump long enough to be stopped in the middle. */
 const DUMP = `0x${L.DMAP_VBASE.toString(16)} 0x${(L.DMAP_VBASE + (48n << 20n)).toString(16)}`;
 /** The server's packet log (debug level) shows gdb reading the dump's memory. */
-const DUMPING = new RegExp(`<- "m${L.DMAP_VBASE.toString(16)},`);
+const DUMPING = new RegExp(`<- m${L.DMAP_VBASE.toString(16)},`);
 
 async function runningVm(): Promise<{ vm: TestVm; observer: Observer }> {
   const vm = await TestVm.start({ cpus: CPUS, mem: "64M" });
