@@ -52,7 +52,7 @@ export interface Options {
   allowWrite?: boolean;
   /** `--max-hold`: release the guest once a debugger has held it this long (ms); off if unset. */
   maxHoldMs?: number;
-  /** `--stall-timeout`: bound on a half-sent packet or an unread reply (ms). */
+  /** `--stall-timeout`: bound on a half-sent packet or a reply whose write blocks (ms). */
   stallTimeoutMs?: number;
   /** Where `monitor dump NAME` may write (`--dump-dir`); without it the command is refused. */
   dumpDir?: string;

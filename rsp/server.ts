@@ -26,7 +26,6 @@ import {
   Session,
 } from "./session.ts";
 import type { DebugTarget } from "./target.ts";
-import { unreadByPeer, UnreadWatch } from "./guards/unread.ts";
 
 const log = getLogger(["bhyve-gdbstub", "rsp"]);
 
@@ -184,20 +183,7 @@ export class RspServer {
     }
     // Busy from now on, so a second connection racing the target factory is refused too.
     this.#busy = true;
-    const stallMs = this.#options.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS;
-    const watched: Connection = new UnreadWatch(
-      conn,
-      () => unreadByPeer(tcp.localAddr, tcp.remoteAddr),
-      stallMs,
-      () => {
-        log.warn("{peer} has not read a reply for {seconds} s: dropping the connection", {
-          peer,
-          seconds: stallMs / 1000,
-        });
-        watched.close();
-      },
-    );
-    this.#sessionDone = this.#serveOne(watched, peer).finally(() => {
+    this.#sessionDone = this.#serveOne(conn, peer).finally(() => {
       this.#busy = false;
       this.#session = undefined;
     });

@@ -85,7 +85,7 @@ Deno.test({
   },
 });
 
-for (const mode of ["--max-hold", "--stall-timeout"] as const) {
+for (const mode of ["--max-hold"] as const) {
   Deno.test({
     name: `main.ts: a SIGSTOPped gdb mid-dump does not keep the guest (${mode} 3s)`,
     ignore,
@@ -105,18 +105,14 @@ for (const mode of ["--max-hold", "--stall-timeout"] as const) {
         const stopped = performance.now();
         await observer.allRunning(CPUS, 30_000);
         console.log(`guest running ${((performance.now() - stopped) / 1000).toFixed(1)} s later`);
-        if (mode === "--max-hold") {
-          assert.match(server.stderr, /let the guest run again: it was held for --max-hold 3 s/);
-        } else {
-          assert.match(server.stderr, /has not read a reply for 3 s: dropping the connection/);
-        }
+        assert.match(server.stderr, /let the guest run again: it was held for --max-hold 3 s/);
         gdb.child.kill("SIGCONT");
         await gdb.child.status;
         const output = await gdb.output();
         // What gdb says once it runs again: its next read is refused, or the line is gone.
         assert.match(
           output,
-          mode === "--max-hold" ? /Cannot access memory at address 0x/ : /Remote connection closed/,
+          /Cannot access memory at address 0x/,
           output,
         );
         assert.doesNotMatch(output, /Invalid hex digit/, output);

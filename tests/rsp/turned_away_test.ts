@@ -3,8 +3,6 @@
  * real gdb and lldb where what matters is what the client shows (tests/hardening/ does the
  * same against main.ts and the test VM):
  * - a packet must be whole within the stall bound of its first byte, however it dribbles;
- * - a reply left unread in the debugger's socket (a stopped debugger) drops it; a debugger
- *   that read its reply may idle for ever;
  * - --max-hold releases the guest and answers the debugger's next packets with why;
  * - a second gdb and a second lldb show why they were refused; a connection dropped for
  *   capacity is told why; a vanished target is reported in the form each packet allows.
@@ -12,7 +10,6 @@
 import assert from "node:assert/strict";
 import { textToHex } from "../../rsp/hex.ts";
 import { serve } from "../../rsp/server.ts";
-import { procAddress } from "../../rsp/guards/unread.ts";
 import { runGdb } from "../helpers/gdb.ts";
 import { runLldb } from "../helpers/lldb.ts";
 import { FakeTarget } from "./fake_target.ts";
@@ -26,7 +23,6 @@ const until = async (check: () => boolean, what: string, ms = 10_000) => {
     await sleep(10);
   }
 };
-const encode = (text: string) => new TextEncoder().encode(text);
 
 Deno.test("a packet dribbled one byte at a time is dropped by its first byte's deadline", async () => {
   const target = new FakeTarget();
@@ -48,25 +44,6 @@ Deno.test("a packet dribbled one byte at a time is dropped by its first byte's d
   assert.ok(sent < 40, `still attached after ${sent} bytes, one every 100 ms`);
   assert.equal(await client.reply(), undefined, "the connection is closed");
   client.close();
-  await server.close();
-});
-
-Deno.test("a reply left unread drops the debugger; one that read its reply may idle", async () => {
-  const target = new FakeTarget();
-  const server = serve(target, { hostname: "127.0.0.1", port: 0, stallTimeoutMs: 1000 });
-  const reader = await RawClient.connect(server.addr.port);
-  assert.equal(await reader.ask("?"), "T05thread:1;");
-  await sleep(2500);
-  assert.deepEqual(target.calls, ["stop"], "an idle debugger that read everything stays");
-  assert.equal(await reader.ask("D"), "OK");
-  reader.close();
-  await until(() => !server.busy, "detached");
-  // A stopped debugger: it asks, and never reads the answer (it sits in its socket).
-  const stopped = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
-  await stopped.write(encode("$?#3f"));
-  await until(() => target.calls.length === 4, "the stopped debugger dropped");
-  assert.deepEqual(target.calls, ["stop", "detach", "stop", "detach"]);
-  stopped.close();
   await server.close();
 });
 
@@ -156,14 +133,6 @@ Deno.test("a vanished target: gdb shows no hex garbage, and its continue says wh
   await server.close();
 });
 
-Deno.test("addresses as /proc/net/tcp writes them", () => {
-  const at = (hostname: string, port: number) => procAddress({ transport: "tcp", hostname, port });
-  assert.equal(at("127.0.0.1", 0xc0ee), "0100007F:C0EE");
-  assert.equal(at("::1", 0xbaae), "00000000000000000000000001000000:BAAE");
-  assert.equal(at("::ffff:127.0.0.1", 1), "0000000000000000FFFF00000100007F:0001");
-  assert.equal(at("not an address", 1), undefined);
-});
-
 /** A fake target with 1 GiB of patterned memory at 0: a gdb dump of it takes a while. */
 function bigTarget(): FakeTarget {
   const target = new FakeTarget();
@@ -176,7 +145,7 @@ function bigTarget(): FakeTarget {
   return target;
 }
 
-for (const mode of ["maxHoldMs", "stallTimeoutMs"] as const) {
+for (const mode of ["maxHoldMs"] as const) {
   Deno.test(`a SIGSTOPped gdb mid-dump lets go of the target (${mode}), and says so when it runs`, async () => {
     const target = bigTarget();
     const server = serve(target, { hostname: "127.0.0.1", port: 0, [mode]: 1500 });
@@ -209,7 +178,7 @@ for (const mode of ["maxHoldMs", "stallTimeoutMs"] as const) {
       const output = new TextDecoder().decode((await gdb.output()).stdout);
       assert.match(
         output,
-        mode === "maxHoldMs" ? /Cannot access memory at address 0x/ : /Remote connection closed/,
+        /Cannot access memory at address 0x/,
         output,
       );
       assert.doesNotMatch(output, /Invalid hex digit/);

@@ -270,8 +270,9 @@ Deno.test("monitor dump: only into --dump-dir, plain names, never over a file or
     const slowTarget = new VmTarget(big, { dumpDir: dir });
     await slowTarget.stop();
     const printed: string[] = [];
-    const slow = await slowTarget.monitor("dump slow.core", 1, async (text) => {
+    const slow = await slowTarget.monitor("dump slow.core", 1, (text) => {
       printed.push(text);
+      return Promise.resolve();
     });
     assert.match(slow, /wrote .*slow\.core/);
     assert.ok(printed.length >= 1, "progress printed");
