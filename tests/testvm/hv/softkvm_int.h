@@ -13,7 +13,8 @@
 #include "softkvm_uc.h"
 
 #define SK_MAXSLOTS	8
-#define SK_MAXCPU	8
+#define SK_MAXCPU	128	/* vmm.ko's VM_MAXCPU on 14 and later */
+#define SK_TCG_BUFFER	(16u << 20)	/* per engine, for translated code */
 #define SK_RUN_SIZE	8192	/* struct kvm_run, then the PIO data page */
 #define SK_PIO_OFFSET	4096
 

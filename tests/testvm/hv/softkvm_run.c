@@ -30,6 +30,7 @@
 #include "softkvm_int.h"
 
 #define LAPIC_GPA	0xfee00000ULL
+#define APICBASE_X2APIC	(1ULL << 10)
 #define NEVER		(~0ULL)		/* an `until` no fetch reaches */
 
 /*
@@ -132,8 +133,12 @@ mmio_exit(struct sk_vcpu *v, uint64_t gpa, unsigned size, bool write,
 {
 	struct kvm_run *run = v->run;
 
-	if (gpa >= LAPIC_GPA && gpa < LAPIC_GPA + 0x1000) {
-		/* The in-kernel local APIC: registers only, no side effects. */
+	if (gpa >= LAPIC_GPA && gpa < LAPIC_GPA + 0x1000 &&
+	    !(v->apic_base & APICBASE_X2APIC)) {
+		/*
+		 * The in-kernel local APIC: registers only, no side effects.
+		 * In x2APIC mode KVM does not decode the page either.
+		 */
 		uint64_t off = gpa - LAPIC_GPA;
 
 		if (off + size > sizeof(v->lapic.regs))
@@ -233,7 +238,10 @@ hook_intr(uc_engine *e, uint32_t intno, void *arg)
 	uc.emu_stop(e);
 }
 
-/* Outside RAM and the hole: bhyve's "unhandled memory access". */
+/*
+ * Outside RAM and the hole, or a write to a read-only slot (KVM makes that
+ * an MMIO exit too): bhyve's "unhandled memory access".
+ */
 static bool
 hook_unmapped(uc_engine *e, int type, uint64_t addr, int size, int64_t value,
     void *arg)
@@ -243,7 +251,8 @@ hook_unmapped(uc_engine *e, int type, uint64_t addr, int size, int64_t value,
 	v->hook_exit = HX_UNMAPPED;
 	v->unmapped_gpa = addr;
 	v->run->mmio.len = (uint32_t)size;
-	v->run->mmio.is_write = type == UC_MEM_WRITE_UNMAPPED;
+	v->run->mmio.is_write = type == UC_MEM_WRITE_UNMAPPED ||
+	    type == UC_MEM_WRITE_PROT;
 	return false;
 }
 
@@ -380,8 +389,8 @@ sk_vcpu_start(struct sk_vcpu *v)
 	    uc.hook_add(v->uc, &h, UC_HOOK_INSN, (void *)hook_out, v, 1, 0,
 	    UC_X86_INS_OUT) != 0 ||
 	    uc.hook_add(v->uc, &h, UC_HOOK_INTR, (void *)hook_intr, v, 1, 0) != 0 ||
-	    uc.hook_add(v->uc, &h, UC_HOOK_MEM_UNMAPPED, (void *)hook_unmapped,
-	    v, 1, 0) != 0) {
+	    uc.hook_add(v->uc, &h, UC_HOOK_MEM_UNMAPPED | UC_HOOK_MEM_WRITE_PROT,
+	    (void *)hook_unmapped, v, 1, 0) != 0) {
 		errno = EINVAL;
 		return -1;
 	}
