@@ -53,6 +53,7 @@ struct sk_vcpu {
 	bool posted;		/* an exit is ready in `run` */
 	bool io_wait;		/* a hook waits for the hv's I/O answer */
 	bool stopping;		/* uc_emu_stop was asked for a kick */
+	bool completing;	/* finishing an MMIO instruction: no stops */
 	bool intr;		/* the posted exit is a kick (EINTR) */
 	bool halted;		/* HLT: only a kick leaves KVM_RUN */
 	bool refresh;		/* stopped to drop translated code, not an exit */

@@ -329,6 +329,37 @@ finish(struct sk_vcpu *v, uc_err err, bool step)
 	v->halted = true;	/* HLT: stays in KVM_RUN until a kick */
 }
 
+/*
+ * A kick stopped the engine inside the instruction of an MMIO access that
+ * has had its answer (immediate_exit on the KVM_RUN that gave it: the hv
+ * completing an exit for a vCPU it parks).  KVM's complete_userspace_io
+ * finishes that instruction before KVM_RUN returns EINTR, so a debugger
+ * reading the parked vCPU sees RIP past it and the loaded register set;
+ * Unicorn restarted it instead.  So run it once more, the access replayed,
+ * with no stop asked meanwhile (`completing`).  Holds the lock.
+ */
+static uc_err
+complete_access(struct sk_vcpu *v, uint64_t rip)
+{
+	uc_err err;
+
+	v->completing = true;
+	pthread_mutex_unlock(&v->lock);
+	/*
+	 * Unicorn counts instructions with a code hook that only code
+	 * translated from now on calls: drop the old translations, or the
+	 * count is never reached.  The timeout (in us) is a backstop: it
+	 * leaves the instruction restarted, as before.
+	 */
+	uc.ctl(v->uc, UC_CTL_TB_FLUSH_W);
+	err = uc.emu_start(v->uc, rip, NEVER, 500 * 1000, 1);
+	pthread_mutex_lock(&v->lock);
+	v->completing = false;
+	uc.reg_read(v->uc, UC_X86_REG_RIP, &rip);
+	v->io.replay = v->io.size != 0 && rip == v->io.rip;
+	return err;
+}
+
 static void *
 emu_thread(void *arg)
 {
@@ -362,10 +393,13 @@ emu_thread(void *arg)
 		uc_err err = uc.emu_start(v->uc, rip, NEVER, 0, step ? 1 : 0);
 
 		pthread_mutex_lock(&v->lock);
-		v->busy = false;
 		/* Back at the instruction of the last MMIO access: replay it. */
 		uc.reg_read(v->uc, UC_X86_REG_RIP, &rip);
 		v->io.replay = v->io.size != 0 && rip == v->io.rip;
+		if (v->io.replay && v->stopping && v->hook_exit == HX_NONE &&
+		    err == 0 && !step)
+			err = complete_access(v, rip);
+		v->busy = false;
 		if (v->refresh && v->hook_exit == HX_NONE && !v->stopping &&
 		    err == 0 && !step) {
 			v->go = true;	/* only stopped to translate afresh */
@@ -434,8 +468,10 @@ sk_run(struct sk_vcpu *v)
 				break;
 			}
 			v->stopping = true;
-			uc.emu_stop(v->uc);	/* again each ms: it may not have started */
-		} else if (v->busy && !(v->guest_debug & KVM_GUESTDBG_SINGLESTEP) &&
+			if (!v->completing)	/* again each ms: it may not have started */
+				uc.emu_stop(v->uc);
+		} else if (v->busy && !v->completing &&
+		    !(v->guest_debug & KVM_GUESTDBG_SINGLESTEP) &&
 		    (v->refresh || now_ns() - v->flushed_ns >= REFRESH_NS)) {
 			v->refresh = true;
 			uc.emu_stop(v->uc);	/* again each ms, as above */
