@@ -51,6 +51,7 @@
 #define SEG_IDT 9
 
 #define MSR_EFER	0xc0000080
+#define MSR_APICBASE	0x1b	/* IA32_APIC_BASE; bit 10: x2APIC mode */
 
 static struct sk_obj *objs[4096];
 static int mode = -1;		/* -1 undecided, 0 KVM, 1 soft */
@@ -352,6 +353,14 @@ msrs_access(struct sk_vcpu *v, struct kvm_msrs *m, bool write)
 		uc_x86_msr msr = { .rid = m->entries[n].index,
 		    .value = m->entries[n].data };
 
+		if (msr.rid == MSR_APICBASE) {
+			/* The engine has no local APIC: the base lives here. */
+			if (write)
+				v->apic_base = msr.value;
+			else
+				m->entries[n].data = v->apic_base;
+			continue;
+		}
 		if ((write ? uc.reg_write(v->uc, UC_X86_REG_MSR, &msr) :
 		    uc.reg_read(v->uc, UC_X86_REG_MSR, &msr)) != 0)
 			break;
@@ -429,26 +438,51 @@ reset_state(struct sk_vcpu *v)
 static void
 map_slot(struct sk_vcpu *v, const struct kvm_userspace_memory_region *r)
 {
+	/* KVM_MEM_READONLY: a write is an MMIO exit (hook_unmapped). */
+	uint32_t prot = r->flags & KVM_MEM_READONLY ? UC_PROT_READ | UC_PROT_EXEC :
+	    UC_PROT_ALL;
 	uc_err e = uc.mem_map_ptr(v->uc, r->guest_phys_addr, r->memory_size,
-	    UC_PROT_ALL, (void *)(uintptr_t)r->userspace_addr);
+	    prot, (void *)(uintptr_t)r->userspace_addr);
 
 	if (e != 0)
 		die("software CPU: mapping guest RAM at %#llx: %s",
 		    (unsigned long long)r->guest_phys_addr, uc.strerror(e));
 }
 
-/* The MMIO hole: from the end of the RAM that starts at 0 up to 4 GiB. */
+/*
+ * The MMIO hole: from the end of the RAM that starts at 0 up to 4 GiB,
+ * less the slots inside it (the boot ROM just below 4 GiB): Unicorn's
+ * regions may not overlap, so each gap between them is a region of its own.
+ */
 static void
 map_hole(struct sk_vcpu *v)
 {
 	struct sk_vm *vm = v->vm;
-	uint64_t low = 0;
+	uint64_t low = 0, end = 1ULL << 32;
 
 	for (int i = 0; i < vm->nslots; i++)
 		if (vm->slot[i].guest_phys_addr == 0)
 			low = vm->slot[i].memory_size;
-	if (low < (1ULL << 32))
-		sk_map_mmio(v, low, (1ULL << 32) - low);
+	while (low < end) {
+		uint64_t gap_end = end, next = end;
+
+		/* The lowest slot at or above `low` ends this gap. */
+		for (int i = 0; i < vm->nslots; i++) {
+			const struct kvm_userspace_memory_region *r = &vm->slot[i];
+			uint64_t top = r->guest_phys_addr + r->memory_size;
+
+			if (r->guest_phys_addr <= low && top > low) {
+				gap_end = low;	/* inside a slot: skip it */
+				next = top;
+				break;
+			}
+			if (r->guest_phys_addr > low && r->guest_phys_addr < gap_end)
+				gap_end = next = r->guest_phys_addr;
+		}
+		if (gap_end > low)
+			sk_map_mmio(v, low, gap_end - low);
+		low = next;
+	}
 }
 
 static int
@@ -470,6 +504,14 @@ create_vcpu(struct sk_vm *vm, int id)
 		die("software CPU: %s", strerror(errno));
 	if ((e = uc.open(UC_ARCH_X86, UC_MODE_64, &v->uc)) != 0)
 		die("software CPU: uc_open: %s", uc.strerror(e));
+	/*
+	 * Before anything else makes the engine set itself up: its code
+	 * buffer, 1 GiB of address space by default, times up to 128 vCPUs.
+	 * The demo guest's code is a few KiB and translations are dropped
+	 * every REFRESH_NS anyway (softkvm_run.c).
+	 */
+	if ((e = uc.ctl(v->uc, UC_CTL_TCG_BUFFER_SIZE_W, SK_TCG_BUFFER)) != 0)
+		die("software CPU: code buffer size: %s", uc.strerror(e));
 	if (env_check(v) < 0)
 		die("software CPU: %s is not a Unicorn 2.1 whose CPU state "
 		    "this hypervisor knows", uc.path);

@@ -13,7 +13,8 @@
 #include "softkvm_uc.h"
 
 #define SK_MAXSLOTS	8
-#define SK_MAXCPU	8
+#define SK_MAXCPU	128	/* vmm.ko's VM_MAXCPU on 14 and later */
+#define SK_TCG_BUFFER	(16u << 20)	/* per engine, for translated code */
 #define SK_RUN_SIZE	8192	/* struct kvm_run, then the PIO data page */
 #define SK_PIO_OFFSET	4096
 
@@ -52,6 +53,7 @@ struct sk_vcpu {
 	bool posted;		/* an exit is ready in `run` */
 	bool io_wait;		/* a hook waits for the hv's I/O answer */
 	bool stopping;		/* uc_emu_stop was asked for a kick */
+	bool completing;	/* finishing an MMIO instruction: no stops */
 	bool intr;		/* the posted exit is a kick (EINTR) */
 	bool halted;		/* HLT: only a kick leaves KVM_RUN */
 	bool refresh;		/* stopped to drop translated code, not an exit */

@@ -30,6 +30,7 @@
 #include "softkvm_int.h"
 
 #define LAPIC_GPA	0xfee00000ULL
+#define APICBASE_X2APIC	(1ULL << 10)
 #define NEVER		(~0ULL)		/* an `until` no fetch reaches */
 
 /*
@@ -132,8 +133,12 @@ mmio_exit(struct sk_vcpu *v, uint64_t gpa, unsigned size, bool write,
 {
 	struct kvm_run *run = v->run;
 
-	if (gpa >= LAPIC_GPA && gpa < LAPIC_GPA + 0x1000) {
-		/* The in-kernel local APIC: registers only, no side effects. */
+	if (gpa >= LAPIC_GPA && gpa < LAPIC_GPA + 0x1000 &&
+	    !(v->apic_base & APICBASE_X2APIC)) {
+		/*
+		 * The in-kernel local APIC: registers only, no side effects.
+		 * In x2APIC mode KVM does not decode the page either.
+		 */
 		uint64_t off = gpa - LAPIC_GPA;
 
 		if (off + size > sizeof(v->lapic.regs))
@@ -233,7 +238,10 @@ hook_intr(uc_engine *e, uint32_t intno, void *arg)
 	uc.emu_stop(e);
 }
 
-/* Outside RAM and the hole: bhyve's "unhandled memory access". */
+/*
+ * Outside RAM and the hole, or a write to a read-only slot (KVM makes that
+ * an MMIO exit too): bhyve's "unhandled memory access".
+ */
 static bool
 hook_unmapped(uc_engine *e, int type, uint64_t addr, int size, int64_t value,
     void *arg)
@@ -243,7 +251,8 @@ hook_unmapped(uc_engine *e, int type, uint64_t addr, int size, int64_t value,
 	v->hook_exit = HX_UNMAPPED;
 	v->unmapped_gpa = addr;
 	v->run->mmio.len = (uint32_t)size;
-	v->run->mmio.is_write = type == UC_MEM_WRITE_UNMAPPED;
+	v->run->mmio.is_write = type == UC_MEM_WRITE_UNMAPPED ||
+	    type == UC_MEM_WRITE_PROT;
 	return false;
 }
 
@@ -320,6 +329,37 @@ finish(struct sk_vcpu *v, uc_err err, bool step)
 	v->halted = true;	/* HLT: stays in KVM_RUN until a kick */
 }
 
+/*
+ * A kick stopped the engine inside the instruction of an MMIO access that
+ * has had its answer (immediate_exit on the KVM_RUN that gave it: the hv
+ * completing an exit for a vCPU it parks).  KVM's complete_userspace_io
+ * finishes that instruction before KVM_RUN returns EINTR, so a debugger
+ * reading the parked vCPU sees RIP past it and the loaded register set;
+ * Unicorn restarted it instead.  So run it once more, the access replayed,
+ * with no stop asked meanwhile (`completing`).  Holds the lock.
+ */
+static uc_err
+complete_access(struct sk_vcpu *v, uint64_t rip)
+{
+	uc_err err;
+
+	v->completing = true;
+	pthread_mutex_unlock(&v->lock);
+	/*
+	 * Unicorn counts instructions with a code hook that only code
+	 * translated from now on calls: drop the old translations, or the
+	 * count is never reached.  The timeout (in us) is a backstop: it
+	 * leaves the instruction restarted, as before.
+	 */
+	uc.ctl(v->uc, UC_CTL_TB_FLUSH_W);
+	err = uc.emu_start(v->uc, rip, NEVER, 500 * 1000, 1);
+	pthread_mutex_lock(&v->lock);
+	v->completing = false;
+	uc.reg_read(v->uc, UC_X86_REG_RIP, &rip);
+	v->io.replay = v->io.size != 0 && rip == v->io.rip;
+	return err;
+}
+
 static void *
 emu_thread(void *arg)
 {
@@ -353,10 +393,13 @@ emu_thread(void *arg)
 		uc_err err = uc.emu_start(v->uc, rip, NEVER, 0, step ? 1 : 0);
 
 		pthread_mutex_lock(&v->lock);
-		v->busy = false;
 		/* Back at the instruction of the last MMIO access: replay it. */
 		uc.reg_read(v->uc, UC_X86_REG_RIP, &rip);
 		v->io.replay = v->io.size != 0 && rip == v->io.rip;
+		if (v->io.replay && v->stopping && v->hook_exit == HX_NONE &&
+		    err == 0 && !step)
+			err = complete_access(v, rip);
+		v->busy = false;
 		if (v->refresh && v->hook_exit == HX_NONE && !v->stopping &&
 		    err == 0 && !step) {
 			v->go = true;	/* only stopped to translate afresh */
@@ -380,8 +423,8 @@ sk_vcpu_start(struct sk_vcpu *v)
 	    uc.hook_add(v->uc, &h, UC_HOOK_INSN, (void *)hook_out, v, 1, 0,
 	    UC_X86_INS_OUT) != 0 ||
 	    uc.hook_add(v->uc, &h, UC_HOOK_INTR, (void *)hook_intr, v, 1, 0) != 0 ||
-	    uc.hook_add(v->uc, &h, UC_HOOK_MEM_UNMAPPED, (void *)hook_unmapped,
-	    v, 1, 0) != 0) {
+	    uc.hook_add(v->uc, &h, UC_HOOK_MEM_UNMAPPED | UC_HOOK_MEM_WRITE_PROT,
+	    (void *)hook_unmapped, v, 1, 0) != 0) {
 		errno = EINVAL;
 		return -1;
 	}
@@ -425,8 +468,10 @@ sk_run(struct sk_vcpu *v)
 				break;
 			}
 			v->stopping = true;
-			uc.emu_stop(v->uc);	/* again each ms: it may not have started */
-		} else if (v->busy && !(v->guest_debug & KVM_GUESTDBG_SINGLESTEP) &&
+			if (!v->completing)	/* again each ms: it may not have started */
+				uc.emu_stop(v->uc);
+		} else if (v->busy && !v->completing &&
+		    !(v->guest_debug & KVM_GUESTDBG_SINGLESTEP) &&
 		    (v->refresh || now_ns() - v->flushed_ns >= REFRESH_NS)) {
 			v->refresh = true;
 			uc.emu_stop(v->uc);	/* again each ms, as above */

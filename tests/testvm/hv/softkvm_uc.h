@@ -19,18 +19,23 @@ typedef int uc_err;
 
 #define UC_ARCH_X86		4
 #define UC_MODE_64		8
+#define UC_PROT_READ		1
+#define UC_PROT_EXEC		4
 #define UC_PROT_ALL		7
 #define UC_HOOK_INTR		1
 #define UC_HOOK_INSN		2
 #define UC_HOOK_MEM_UNMAPPED	112	/* read | write | fetch */
+#define UC_HOOK_MEM_WRITE_PROT	256
 #define UC_HOOK_MEM_READ	1024
 #define UC_HOOK_MEM_WRITE	2048
 #define UC_MEM_WRITE		17
 #define UC_MEM_WRITE_UNMAPPED	20
+#define UC_MEM_WRITE_PROT	22
 #define UC_X86_INS_IN		218
 #define UC_X86_INS_OUT		500
 #define UC_CTL_TB_FLUSH_W	0x4000000a	/* UC_CTL_WRITE(UC_CTL_TB_FLUSH, 0) */
 #define UC_CTL_TLB_FLUSH_W	0x4000000b	/* UC_CTL_WRITE(UC_CTL_TLB_FLUSH, 0) */
+#define UC_CTL_TCG_BUFFER_SIZE_W 0x4400000d	/* UC_CTL_WRITE(UC_CTL_TCG_BUFFER_SIZE, 1) */
 
 enum {
 	UC_X86_REG_RAX = 35, UC_X86_REG_RBP = 36, UC_X86_REG_RBX = 37,
