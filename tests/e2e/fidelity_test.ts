@@ -41,7 +41,16 @@ for (const version of [13, 14, 15] as const) {
         generation: generationFor(version),
       });
       await sleep(200); // the VM appears after the server waits for it
-      await using _vm = await TestVm.start({ name, dir, cpus: 2, vmmVersion: version });
+      // bhyve's set-up between activating the vCPUs and resuming the BSP (devices, boot ROM)
+      // takes a good part of a second on a real host; the test VM's default 20 ms is often
+      // missed on a loaded 2-core test machine. `deno task w-rate` measures the short window.
+      await using _vm = await TestVm.start({
+        name,
+        dir,
+        cpus: 2,
+        vmmVersion: version,
+        setupMs: 300,
+      });
       const line = await said(stub, new RegExp(`VM ${name}: .*`));
       if (version === 13) {
         assert.match(line, /already running .*FreeBSD 13\.x.*held after the guest ran/);
