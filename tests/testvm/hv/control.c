@@ -45,33 +45,44 @@ name_is_live(const struct sockaddr_un *sa)
 	return live;
 }
 
+/*
+ * The endpoint appears only once it accepts connections, as /dev/vmm/NAME does on FreeBSD
+ * (vm_open works from the moment the node exists; `w` mode opens once when it appears): bind
+ * and listen under a hidden name, then rename it into place.
+ */
 int
 control_listen(struct vm *vm, const char *dir)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct sockaddr_un tmp = { .sun_family = AF_UNIX };
 
 	if (mkdir(dir, 0755) < 0 && errno != EEXIST)
 		die("%s: %s", dir, strerror(errno));
 	if ((size_t)snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/%s", dir,
-	    vm->name) >= sizeof(sa.sun_path))
+	    vm->name) >= sizeof(sa.sun_path) ||
+	    (size_t)snprintf(tmp.sun_path, sizeof(tmp.sun_path), "%s/.%s.%d", dir,
+	    vm->name, (int)getpid()) >= sizeof(tmp.sun_path))
 		die("control socket path %s/%s is too long", dir, vm->name);
+	if (name_is_live(&sa))
+		die("a VM named '%s' is already running (%s)", vm->name,
+		    sa.sun_path);
 	listen_fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
 	if (listen_fd < 0)
 		die("socket: %s", strerror(errno));
-	if (bind(listen_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		if (errno != EADDRINUSE)
-			die("bind %s: %s", sa.sun_path, strerror(errno));
-		if (name_is_live(&sa))
-			die("a VM named '%s' is already running (%s)", vm->name,
-			    sa.sun_path);
-		unlink(sa.sun_path);	/* stale: its owner is gone */
-		if (bind(listen_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
-			die("bind %s: %s", sa.sun_path, strerror(errno));
+	unlink(tmp.sun_path);
+	if (bind(listen_fd, (struct sockaddr *)&tmp, sizeof(tmp)) < 0)
+		die("bind %s: %s", tmp.sun_path, strerror(errno));
+	if (listen(listen_fd, 16) < 0) {
+		unlink(tmp.sun_path);
+		die("listen: %s", strerror(errno));
+	}
+	/* Replaces a stale endpoint whose owner is gone. */
+	if (rename(tmp.sun_path, sa.sun_path) < 0) {
+		unlink(tmp.sun_path);
+		die("rename %s: %s", sa.sun_path, strerror(errno));
 	}
 	strcpy(sock_path, sa.sun_path);
 	sock_owned = true;
-	if (listen(listen_fd, 16) < 0)
-		die("listen: %s", strerror(errno));
 	return 0;
 }
 
