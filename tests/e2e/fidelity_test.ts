@@ -133,6 +133,10 @@ Deno.test({
   await using stub = await Stub.start({ vm: vm.name, dir: vm.dir });
   const { output, timedOut } = await runGdb([
     `file ${GUEST_ELF}`,
+    // 128 vCPUs on a 2-core test machine (128 software-CPU engines, and in the 14 mode 127
+    // parked bhyve threads waking every millisecond) can take the attach past gdb's default 2 s
+    // wait for a reply; gdb then says "No threads". A loaded host needs the same setting.
+    "set remotetimeout 60",
     `target remote ${stub.address}`,
     ...sectioned({
       threads: ["info threads"],
