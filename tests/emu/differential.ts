@@ -7,30 +7,18 @@
  *
  * @module
  */
-import type { CpuState, Emulator, RamImage, Scalar } from "../../emu/emulator.ts";
+import {
+  type CpuState,
+  type Emulator,
+  type RamImage,
+  type Scalar,
+  SCALARS,
+} from "../../emu/emulator.ts";
 import type { EmulatorLibrary } from "../../ffi/emulator.ts";
 import type { QemuReference } from "./qemu_reference.ts";
 
-const COMPARED: Scalar[] = [
-  "rax",
-  "rbx",
-  "rcx",
-  "rdx",
-  "rsi",
-  "rdi",
-  "rbp",
-  "rsp",
-  "r8",
-  "r9",
-  "r10",
-  "r11",
-  "r12",
-  "r13",
-  "r14",
-  "r15",
-  "rip",
-  "eflags",
-];
+/** The general registers, RIP and RFLAGS: the head of the emulator's own register list. */
+const COMPARED: readonly Scalar[] = SCALARS.slice(0, SCALARS.indexOf("eflags") + 1);
 
 /** What a differential run found. */
 export interface DifferentialReport {

@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { qmp } from "../linux/qmp.ts";
 import type { CpuState, Segment, SegmentName } from "../../emu/emulator.ts";
 import { RspClient } from "../../scripts/bench/rsp_client.ts";
 
@@ -129,36 +130,10 @@ export class QemuReference {
   }
 
   async #hmp(command: string): Promise<string> {
-    const conn = await Deno.connect({ transport: "unix", path: `${this.#dir}/qmp.sock` });
-    try {
-      const reader = conn.readable.pipeThrough(new TextDecoderStream()).getReader();
-      let buffer = "";
-      const next = async (): Promise<Record<string, unknown>> => {
-        for (;;) {
-          const newline = buffer.indexOf("\n");
-          if (newline >= 0) {
-            const message = JSON.parse(buffer.slice(0, newline));
-            buffer = buffer.slice(newline + 1);
-            if (!("event" in message)) return message;
-            continue;
-          }
-          const { value, done } = await reader.read();
-          if (done) throw new Error("QMP closed");
-          buffer += value;
-        }
-      };
-      const send = (body: unknown) =>
-        conn.write(new TextEncoder().encode(JSON.stringify(body) + "\n"));
-      await next();
-      await send({ execute: "qmp_capabilities" });
-      await next();
-      await send({ execute: "human-monitor-command", arguments: { "command-line": command } });
-      const reply = await next() as { return?: string };
-      reader.releaseLock();
-      return reply.return ?? "";
-    } finally {
-      conn.close();
-    }
+    const [reply] = await qmp(`${this.#dir}/qmp.sock`, [
+      { execute: "human-monitor-command", arguments: { "command-line": command } },
+    ]);
+    return typeof reply === "string" ? reply : "";
   }
 
   /** Closes the gdbstub connection (QEMU serves one debugger), leaving QEMU stopped. */
