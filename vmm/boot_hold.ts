@@ -17,7 +17,7 @@
  */
 import { getLogger } from "../log/mod.ts";
 import { VmTarget, type VmTargetOptions } from "./target.ts";
-import { sleep } from "./sleep.ts";
+import { sleep, yieldTurn } from "./sleep.ts";
 import { type VmHandle, type Vmmapi, VmmError, VmReg } from "./vmmapi.ts";
 
 const log = getLogger(["bhyve-gdbstub", "vmm"]);
@@ -158,8 +158,8 @@ function verdict(
 
 /**
  * Watches the debug set without pause until bhyve resumes the BSP, then suspends it at once;
- * gives the event loop a turn every few ms (signals), and after `watchMs` slows down to one
- * look per `interval`.
+ * gives the event loop a turn (microseconds: signals, aborts) every 20 ms, and after `watchMs`
+ * slows down to one look per `interval`.
  */
 async function watchRelease(
   vm: VmHandle,
@@ -179,7 +179,7 @@ async function watchRelease(
       await sleep(interval, signal);
     } else if (now - turn > 20) {
       turn = now;
-      await sleep(0, signal);
+      await yieldTurn(signal);
     }
   }
 }

@@ -88,16 +88,6 @@ control_listen(struct vm *vm, const char *dir)
 
 /* ---- request execution ------------------------------------------------ */
 
-static void
-get_cpus(struct vm *vm, int which, struct tvm_resp *resp)
-{
-	struct tvm_cpuset *set = which == TVM_CPUS_ACTIVE ? &vm->active_cpus :
-	    which == TVM_CPUS_DEBUG ? &vm->debug_cpus : &vm->suspended_cpus;
-
-	memset(resp->val, 0, sizeof(resp->val));
-	cpuset_export(set, resp->val);
-}
-
 /* vmm.ko's memory segment ids: 15 numbers one SYSMEM per NUMA domain first. */
 static int
 bootrom_segid(const struct vm *vm)
@@ -224,6 +214,8 @@ static int
 execute(struct vm *vm, const struct tvm_req *req, struct tvm_resp *resp)
 {
 	switch (req->op) {
+	case TVM_OP_KSTATE:
+		return 0;	/* the fd goes with the reply */
 	case TVM_OP_HELLO:
 		resp->val[0] = vm->ncpus;
 		resp->val[1] = vm->lowmem;
@@ -237,9 +229,6 @@ execute(struct vm *vm, const struct tvm_req *req, struct tvm_resp *resp)
 		return vcpu_suspend(vm, req->vcpu);
 	case TVM_OP_RESUME_CPU:
 		return vcpu_resume(vm, req->vcpu);
-	case TVM_OP_GET_CPUS:
-		get_cpus(vm, (int)req->arg[0], resp);
-		return 0;
 
 	case TVM_OP_TOPOLOGY:
 		/* bhyve's default topology: one single-threaded socket per vCPU */
@@ -299,8 +288,11 @@ conn_thread(void *arg)
 			resp->error = EINVAL;
 		else
 			resp->error = execute(c->vm, req, resp);
-		int pass = (resp->error == 0 && n == sizeof(*req) &&
-		    req->op == TVM_OP_HELLO) ? c->vm->mem_fd : -1;
+		int pass = -1;
+
+		if (resp->error == 0 && n == sizeof(*req))
+			pass = req->op == TVM_OP_HELLO ? c->vm->mem_fd :
+			    req->op == TVM_OP_KSTATE ? c->vm->kstate_fd : -1;
 		if (send_resp(c->fd, resp, pass) < 0)
 			break;
 	}

@@ -1,7 +1,6 @@
 /*
- * vmm.ko's cpusets (active, suspended, debug), wide enough for TVM_MAXCPU
- * vCPUs: bhyve runs more than 64, so one word is not enough.  Each word is
- * atomic on its own, which is all vmm.ko promises too (CPU_SET_ATOMIC).
+ * Operations on vmm.ko's cpusets (struct tvm_cpuset, tvm_proto.h): bhyve
+ * runs more than 64 vCPUs, so one word is not enough.
  */
 #ifndef TESTVM_CPUSET_H
 #define TESTVM_CPUSET_H
@@ -11,12 +10,6 @@
 #include <stdint.h>
 
 #include "tvm_proto.h"
-
-#define TVM_CPUSET_WORDS	((TVM_MAXCPU + 63) / 64)
-
-struct tvm_cpuset {
-	_Atomic uint64_t w[TVM_CPUSET_WORDS];
-};
 
 static inline bool
 cpuset_has(struct tvm_cpuset *s, int id)
@@ -49,14 +42,6 @@ cpuset_clear(struct tvm_cpuset *s)
 {
 	for (int i = 0; i < TVM_CPUSET_WORDS; i++)
 		atomic_store(&s->w[i], 0);
-}
-
-/* The words as a cpuset_t's leading longs, for a reply. */
-static inline void
-cpuset_export(struct tvm_cpuset *s, uint64_t *out)
-{
-	for (int i = 0; i < TVM_CPUSET_WORDS; i++)
-		out[i] = atomic_load(&s->w[i]);
 }
 
 #endif /* TESTVM_CPUSET_H */

@@ -79,10 +79,9 @@ struct vm {
 
 	struct vcpu vcpu[TVM_MAXCPU];
 
-	/* vmm.ko's cpusets. */
-	struct tvm_cpuset active_cpus;
-	struct tvm_cpuset debug_cpus;
-	struct tvm_cpuset suspended_cpus;
+	/* vmm.ko's cpusets, in a page shared with the clients (tvm_proto.h). */
+	struct tvm_kstate *k;
+	int kstate_fd;
 
 	/* The boot ROM segment (bootrom.c): a memfd mapped below 4 GiB. */
 	int bootrom_fd;

@@ -106,15 +106,15 @@ vcpu_create(struct vm *vm, int id)
 	if (id == vm->x2apic_vcpu && dev_set_x2apic_mode(v) != 0)
 		die("vCPU %d: cannot put its local APIC in x2APIC mode", id);
 	if (startup_in_debug_set(vm, id))
-		cpuset_add(&vm->debug_cpus, id);
-	cpuset_add(&vm->active_cpus, id);
+		cpuset_add(&vm->k->debug, id);
+	cpuset_add(&vm->k->active, id);
 	return 0;
 }
 
 static bool
 in_debug_set(struct vcpu *v)
 {
-	return cpuset_has(&v->vm->debug_cpus, v->id);
+	return cpuset_has(&v->vm->k->debug, v->id);
 }
 
 /* Enter the guest unless frozen, parked or exiting.  Pairs with vcpu_kick. */
@@ -196,14 +196,14 @@ int
 vcpu_suspend(struct vm *vm, int id)
 {
 	if (id == -1) {
-		cpuset_copy(&vm->debug_cpus, &vm->active_cpus);
+		cpuset_copy(&vm->k->debug, &vm->k->active);
 		for (int i = 0; i < vm->ncpus; i++)
 			vcpu_kick(&vm->vcpu[i]);
 		return 0;
 	}
-	if (id < 0 || id >= vm->ncpus || !cpuset_has(&vm->active_cpus, id))
+	if (id < 0 || id >= vm->ncpus || !cpuset_has(&vm->k->active, id))
 		return EINVAL;
-	cpuset_add(&vm->debug_cpus, id);
+	cpuset_add(&vm->k->debug, id);
 	vcpu_kick(&vm->vcpu[id]);
 	return 0;
 }
@@ -213,12 +213,12 @@ int
 vcpu_resume(struct vm *vm, int id)
 {
 	if (id == -1) {
-		cpuset_clear(&vm->debug_cpus);
+		cpuset_clear(&vm->k->debug);
 		return 0;
 	}
-	if (id < 0 || id >= vm->ncpus || !cpuset_has(&vm->debug_cpus, id))
+	if (id < 0 || id >= vm->ncpus || !cpuset_has(&vm->k->debug, id))
 		return EINVAL;
-	cpuset_del(&vm->debug_cpus, id);
+	cpuset_del(&vm->k->debug, id);
 	return 0;
 }
 

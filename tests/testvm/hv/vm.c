@@ -84,6 +84,15 @@ vm_create_kvm(struct vm *vm, uint64_t mem_bytes)
 	if (vm->mem == MAP_FAILED)
 		die("mmap guest memory: %s", strerror(errno));
 
+	vm->kstate_fd = memfd_create("testvm:kstate", MFD_CLOEXEC);
+	if (vm->kstate_fd < 0 ||
+	    ftruncate(vm->kstate_fd, (off_t)sizeof(*vm->k)) < 0)
+		die("vmm state page: %s", strerror(errno));
+	vm->k = mmap(NULL, sizeof(*vm->k), PROT_READ | PROT_WRITE, MAP_SHARED,
+	    vm->kstate_fd, 0);
+	if (vm->k == MAP_FAILED)
+		die("mmap vmm state page: %s", strerror(errno));
+
 	if (ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, KVM_TSS_GPA) < 0)
 		die("KVM_SET_TSS_ADDR: %s", strerror(errno));
 	uint64_t idmap = KVM_IDENTITY_MAP_GPA;

@@ -15,6 +15,7 @@ struct vmctx {
 	pthread_mutex_t lock;	/* one request in flight per connection */
 	int sock;		/* -1 once the hypervisor is gone */
 	int memfd;		/* guest RAM: vm_get_device_fd() */
+	struct tvm_kstate *k;	/* vmm.ko's cpusets, shared with the hypervisor */
 	int ncpus;
 	uint64_t lowmem, highmem;
 };

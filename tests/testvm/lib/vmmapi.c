@@ -13,9 +13,12 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <poll.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "transport.h"
@@ -65,6 +68,27 @@ call(struct vmctx *ctx, enum tvm_op op, int vcpuid, struct tvm_req *req,
 
 /* ---- VM handle ---------------------------------------------------------- */
 
+/* Map the hypervisor's vmm state page (tvm_proto.h, struct tvm_kstate). */
+static int
+map_kstate(struct vmctx *ctx)
+{
+	struct tvm_req req = { .op = TVM_OP_KSTATE };
+	struct tvm_resp resp;
+	int fd, err = tvm_call(ctx, &req, &resp, &fd);
+	void *p;
+
+	if (err != 0)
+		return err;
+	if (fd < 0)
+		return EIO;
+	p = mmap(NULL, sizeof(*ctx->k), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	close(fd);
+	if (p == MAP_FAILED)
+		return errno;
+	ctx->k = p;
+	return 0;
+}
+
 struct vmctx *
 vm_open(const char *name)
 {
@@ -83,6 +107,8 @@ vm_open(const char *name)
 		err = tvm_call(ctx, &req, &resp, &ctx->memfd);
 	if (err == 0 && ctx->memfd < 0)
 		err = EIO;
+	if (err == 0)
+		err = map_kstate(ctx);
 	if (err != 0) {
 		if (ctx->sock >= 0 && err != ENXIO)
 			close(ctx->sock);
@@ -105,6 +131,8 @@ vm_close(struct vmctx *ctx)
 		close(ctx->sock);
 	if (ctx->memfd >= 0)
 		close(ctx->memfd);
+	if (ctx->k != NULL)
+		munmap(ctx->k, sizeof(*ctx->k));
 	pthread_mutex_destroy(&ctx->lock);
 	free(ctx);
 }
@@ -302,11 +330,37 @@ vm_resume_all_cpus(struct vmctx *ctx)
 	return ret(cpus_request(ctx, TVM_OP_RESUME_CPU, -1));
 }
 
-/* 0103: vcpu == -1 means all; 0200 has vm_suspend_all_cpus for that. */
+/*
+ * Whether the hypervisor still serves this handle: one poll(2), about what
+ * an ioctl costs.  A VM that is gone answers ENXIO, as its socket would.
+ */
+static bool
+vm_alive(struct vmctx *ctx)
+{
+	struct pollfd p = { .fd = ctx->sock };
+
+	if (ctx->sock < 0 || ctx->k == NULL)
+		return false;
+	return poll(&p, 1, 0) == 0 || !(p.revents & (POLLHUP | POLLERR));
+}
+
+/*
+ * 0103: vcpu == -1 means all; 0200 has vm_suspend_all_cpus for that.
+ * vmm.ko's vm_suspend_cpu sets the vCPU's bit in debug_cpus, then kicks it
+ * out of the guest: the bit is set here at once, in the shared page (a
+ * vCPU thread checks it before each entry), and the kick goes over the
+ * socket.
+ */
 int
 vm_suspend_cpu(VCPU_ARGS)
 {
-	return ret(cpus_request(VCTX, TVM_OP_SUSPEND_CPU, VID));
+	struct vmctx *vctx = VCTX;
+	int id = VID;
+
+	if (vctx != NULL && id >= 0 && id < vctx->ncpus && id < TVM_MAXCPU && vm_alive(vctx) &&
+	    (atomic_load(&vctx->k->active.w[id / 64]) >> (id % 64) & 1))
+		atomic_fetch_or(&vctx->k->debug.w[id / 64], 1ULL << (id % 64));
+	return ret(cpus_request(vctx, TVM_OP_SUSPEND_CPU, id));
 }
 
 int
@@ -315,17 +369,24 @@ vm_resume_cpu(VCPU_ARGS)
 	return ret(cpus_request(VCTX, TVM_OP_RESUME_CPU, VID));
 }
 
+/* Read straight from the shared page, as vmm.ko's ioctl copies its cpuset out. */
 static int
 get_cpus(struct vmctx *ctx, int which, cpuset_t *cpus)
 {
-	struct tvm_req req = { .arg = { (uint64_t)which } };
-	struct tvm_resp resp;
-	int err = call(ctx, TVM_OP_GET_CPUS, -1, &req, &resp);
+	struct tvm_cpuset *set;
+	uint64_t words[LIB_CPUSET_BYTES / 8] = { 0 };
 
-	_Static_assert(sizeof(resp.val) >= LIB_CPUSET_BYTES, "cpuset_t size");
-	if (err == 0)
-		memcpy(cpus, resp.val, LIB_CPUSET_BYTES);
-	return ret(err);
+	_Static_assert(LIB_CPUSET_BYTES >= TVM_CPUSET_WORDS * 8, "cpuset_t size");
+	if (ctx == NULL)
+		return ret(EINVAL);
+	if (!vm_alive(ctx))
+		return ret(ENXIO);
+	set = which == TVM_CPUS_ACTIVE ? &ctx->k->active :
+	    which == TVM_CPUS_DEBUG ? &ctx->k->debug : &ctx->k->suspended;
+	for (int i = 0; i < TVM_CPUSET_WORDS; i++)
+		words[i] = atomic_load(&set->w[i]);
+	memcpy(cpus, words, LIB_CPUSET_BYTES);
+	return ret(0);
 }
 
 int
