@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { triedLine } from "./dlopen_error.ts";
 import { getLogger } from "../log/mod.ts";
 import type { ApiGeneration } from "../vmm/vmmapi.ts";
 import { libc } from "./libc.ts";
@@ -97,7 +98,7 @@ export function loadLibrary(options: LoadOptions = {}): LoadedLibrary {
       return loaded;
     } catch (error) {
       lastError = error;
-      failures.push(`  ${path}: ${error instanceof Error ? error.message : String(error)}`);
+      failures.push(triedLine(path, error));
     }
   }
   throw new VmmapiLoadError(

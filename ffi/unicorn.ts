@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { triedLine } from "./dlopen_error.ts";
 import { UNICORN_SYMBOLS, type UnicornSymbols } from "./unicorn_symbols.ts";
 
 /** Where libunicorn is looked for when no path is given. */
@@ -45,7 +46,7 @@ export function loadUnicorn(path?: string): LoadedUnicorn {
     try {
       lib = Deno.dlopen(candidate, UNICORN_SYMBOLS);
     } catch (error) {
-      failures.push(`  ${candidate}: ${error instanceof Error ? error.message : String(error)}`);
+      failures.push(triedLine(candidate, error));
       continue;
     }
     const major = new Uint32Array(1);

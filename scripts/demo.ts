@@ -4,7 +4,11 @@
  * `-G` says), prints the gdb and lldb command lines once the server listens, and on Ctrl-C
  * stops both, removes its temporary directory and exits 0.
  *
- *   deno task demo [--name NAME] [-G [w][ADDR:]PORT] [--cpus N] [--log-level LEVEL]
+ *   deno task demo [--name NAME] [-G [w][ADDR:]PORT] [--cpus N] [--log-level LEVEL] [--allow-write]
+ *
+ * Stepping and breakpoints are emulated (Unicorn) and commit their result to the guest, so
+ * they need `--allow-write`; the server is given the Unicorn that `.ci/run` puts in
+ * `.cache/unicorn` (or BHYVE_GDBSTUB_UNICORN), as the test VM's software CPU is.
  *
  * A second demo with a VM name or a port already taken fails with one line, before any banner.
  */
@@ -22,6 +26,7 @@ const { values } = parseArgs({
     gdb: { type: "string", short: "G", default: "127.0.0.1:1234" },
     cpus: { type: "string", default: "4" },
     "log-level": { type: "string", default: "info" },
+    "allow-write": { type: "boolean", default: false },
   },
 });
 const VM = values.name;
@@ -77,6 +82,8 @@ const stub = spawn(Deno.execPath(), [
   `${ROOT}main.ts`,
   ...["--vm", VM, "-G", values.gdb, "--vmmapi", `${BUILD}/libvmmapi.so.6`],
   ...["--log-level", values["log-level"]],
+  ...(values["allow-write"] ? ["--allow-write"] : []),
+  ...unicornArgs(),
 ]);
 void drain(stub.stdout, true);
 // Until it listens, keep what the server says: if it fails, its last line is the reason.
@@ -101,7 +108,11 @@ demo: test VM '${VM}' runs ${values.cpus} vCPUs (guest console: ${serial});
   lldb ${BUILD}/guest.elf -o 'gdb-remote ${remote}'
 
 Then try: info threads, bt, info registers cr3, x/s 0xffff800000000000 (a different page on
-each vCPU: 'thread 2' and read it again), monitor help, continue and Ctrl-C, detach.
+each vCPU: 'thread 2' and read it again), monitor help, continue and Ctrl-C, detach.${
+  values["allow-write"]
+    ? "\nStepping and breakpoints are emulated: stepi, next, break tick, continue."
+    : "\nWith --allow-write, stepi, next, break and watch work too (by emulation)."
+}
 Ctrl-C here stops the server and the VM.
 `);
 
@@ -115,6 +126,19 @@ const ended = await Promise.race([
 if (ended.code === 0) await exit(0);
 await new Promise((resolve) => setTimeout(resolve, 300));
 await exit(1, `${ended.who} exited (${ended.code}); stopping`);
+
+/** `--unicorn PATH` for the server when the environment or the repository has one. */
+function unicornArgs(): string[] {
+  const named = Deno.env.get("BHYVE_GDBSTUB_UNICORN");
+  if (named !== undefined && named !== "") return [];
+  const cached = `${ROOT}.cache/unicorn/unicorn/lib/libunicorn.so.2`;
+  try {
+    Deno.statSync(cached);
+    return ["--unicorn", cached];
+  } catch {
+    return []; // the server tries the usual names, and says what it tried if asked to step
+  }
+}
 
 interface Child {
   process: Deno.ChildProcess;
