@@ -83,6 +83,8 @@ export interface EmuBreakpoint {
 export type EmuStop =
   /** `count` instructions executed (a step). */
   | { kind: "count" }
+  /** The next instruction is outside the request's `range` (a range step is done). */
+  | { kind: "range" }
   /** The instruction or wall-time budget ran out. */
   | { kind: "budget"; what: "instructions" | "time" }
   /** The next instruction is at a breakpoint. */
@@ -102,6 +104,17 @@ export interface RunRequest {
   breakpoints?: readonly EmuBreakpoint[];
   /** Checked between slices of emulation: true stops the run (Ctrl-C). */
   interrupted?: () => boolean;
+  /**
+   * A range step (gdb's `vCont;r`): after the first instruction, stop before the first one
+   * outside [start, end). `count` is then the budget.
+   */
+  range?: AddressRange;
+}
+
+/** [start, end) of code addresses. */
+export interface AddressRange {
+  start: bigint;
+  end: bigint;
 }
 
 /** Guest-physical bytes the run wrote. */

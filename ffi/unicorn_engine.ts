@@ -12,6 +12,7 @@
  * @module
  */
 import type {
+  AddressRange,
   EmuBreakpoint,
   Emulator,
   EmuStop,
@@ -120,6 +121,8 @@ class UnicornEmulator {
 
   // The run in progress.
   #count = 0;
+  /** The range of a range step; undefined otherwise. */
+  #range: AddressRange | undefined;
   #executed = 0;
   #current = -1n;
   /** Length of the instruction at #current. */
@@ -365,6 +368,7 @@ class UnicornEmulator {
   async run(request: RunRequest): Promise<RunResult> {
     this.#cpu.load(request.state);
     this.#count = request.count;
+    this.#range = request.range;
     this.#executed = 0;
     this.#stop = undefined;
     this.#pendingWatch = undefined;
@@ -384,7 +388,9 @@ class UnicornEmulator {
     }
     if (this.#watches.length > 0) this.#cpu.load(request.state); // no fault left pending
     this.#readHook(this.#watches.some((w) => w.kind !== "write"));
-    const blockMode = request.count > BLOCK_MODE_FROM && this.#watches.length === 0;
+    // A range step watches every instruction's address: instruction mode.
+    const blockMode = request.count > BLOCK_MODE_FROM && this.#watches.length === 0 &&
+      request.range === undefined;
     this.#setMode(blockMode ? "block" : "instruction");
     this.#block = undefined;
     this.#lastBlock = -1n;
@@ -572,6 +578,8 @@ class UnicornEmulator {
       return;
     } else if (this.#executed > 0 && this.#breakpoints.has(address)) {
       this.#stop = { kind: "breakpoint", breakpoint: this.#breakpoints.get(address)! };
+    } else if (this.#executed > 0 && this.#outsideRange(address)) {
+      this.#stop = { kind: "range" };
     } else {
       let verdict = this.#verdicts.get(address);
       if (verdict === undefined) {
@@ -593,6 +601,12 @@ class UnicornEmulator {
       }
     }
     this.#uc.uc_emu_stop(this.#engine);
+  }
+
+  /** A range step's end: `address` is outside the range (never without one). */
+  #outsideRange(address: bigint): boolean {
+    const range = this.#range;
+    return range !== undefined && (address < range.start || address >= range.end);
   }
 
   #onInterrupt(vector: number): void {

@@ -8,7 +8,7 @@ import type { PacketWriter } from "./framing.ts";
 import type { ErrorStyle } from "./packets/error.ts";
 import type { ClientFeatures } from "./packets/supported.ts";
 import type { ThreadId } from "./packets/thread_id.ts";
-import type { Breakpoint, DebugTarget, RegisterInfo, StopEvent } from "./target.ts";
+import type { Breakpoint, DebugTarget, RegisterInfo, StepRange, StopEvent } from "./target.ts";
 
 /** Per-connection protocol state, changed by handshake packets. */
 export interface SessionState {
@@ -82,8 +82,11 @@ export interface Context {
   noteStop(event: StopEvent): void;
   /** Resumes `threads` (all when undefined); the session reports the next stop. */
   resume(threads?: readonly number[]): Promise<void>;
-  /** Starts a step of `thread` through the target's `step`; the session reports the stop. */
-  step(thread: number): void;
+  /**
+   * Starts a step of `thread` (a range step with `range`) through the target's `step`; the
+   * session reports the stop.
+   */
+  step(thread: number, range?: StepRange): void;
   /** Whether a Ctrl-C came while nothing ran, just before this resume packet (and forgets it). */
   takeInterrupt(): boolean;
   /** Stops the (stopped) target again, e.g. for `vCont;t`, and returns the stop event. */

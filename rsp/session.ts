@@ -20,6 +20,7 @@ import { registersByNumber } from "./target_xml.ts";
 import {
   type DebugTarget,
   type RegisterInfo,
+  type StepRange,
   type StopEvent,
   TargetError,
   TargetGoneError,
@@ -400,12 +401,18 @@ export class Session {
     running.task = this.#watch(running);
   }
 
-  /** Runs one instruction of `thread` as a run of its own, so Ctrl-C and detach reach it. */
-  #step(thread: number): void {
+  /**
+   * Runs one instruction of `thread` (or a range step) as a run of its own, so Ctrl-C and
+   * detach reach it.
+   */
+  #step(thread: number, range?: StepRange): void {
     const step = this.#target.step;
     if (step === undefined) throw new Error("the target cannot step");
     const running = this.#newRunning(thread);
-    running.task = this.#watch(running, (signal) => step.call(this.#target, thread, signal));
+    running.task = this.#watch(
+      running,
+      (signal) => step.call(this.#target, thread, signal, range),
+    );
   }
 
   #newRunning(thread: number): Running {
@@ -627,7 +634,7 @@ export class Session {
       stopReply: (event, description) => this.#stopReply(event, description),
       noteStop: (event) => this.#noteStop(event),
       resume: (threads) => this.#resume(threads),
-      step: (thread) => this.#step(thread),
+      step: (thread, range) => this.#step(thread, range),
       takeInterrupt: () => this.#ctrlC.take(),
       stop: async (signal) => {
         const event = await this.#target.stop();

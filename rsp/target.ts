@@ -95,6 +95,12 @@ export interface Breakpoint {
 }
 
 /** Things a debugger may ask for that a target may be unable to do. */
+/** A range step's addresses: [start, end). */
+export interface StepRange {
+  start: bigint;
+  end: bigint;
+}
+
 export type Capability = "step" | "breakpoint" | "write-memory" | "write-register";
 
 /**
@@ -164,9 +170,13 @@ export interface DebugTarget {
   /**
    * Executes one instruction of `thread`; the others stay held. Resolves with the stop (reason
    * "step", a breakpoint or watchpoint hit, or "refused" with the words when it cannot).
+   * With `range` (only when {@link rangeStepping}), goes on stepping while the pc stays in
+   * [start, end), until `signal` aborts (Ctrl-C: the stop says interrupt).
    * Absent when the target cannot step at all ({@link unsupported} says why).
    */
-  step?(thread: number, signal: AbortSignal): Promise<StopEvent>;
+  step?(thread: number, signal: AbortSignal, range?: StepRange): Promise<StopEvent>;
+  /** Whether {@link step} takes a range (`vCont;r`, which gdb then uses for step and next). */
+  readonly rangeStepping?: boolean;
   /** `Z`: throws {@link TargetError} with the reason in words when it cannot be honoured. */
   insertBreakpoint?(bp: Breakpoint): void;
   /** `z`: removing one that is not there is not an error. */

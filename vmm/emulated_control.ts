@@ -6,7 +6,7 @@
  *
  * @module
  */
-import type { EmuBreakpoint, RunResult } from "../emu/emulator.ts";
+import type { AddressRange, EmuBreakpoint, RunResult } from "../emu/emulator.ts";
 import type { Breakpoint, StopEvent, StopReason } from "../rsp/target.ts";
 import { TargetError } from "../rsp/target.ts";
 import { type CommitPaths, describeStop, Emulation, type EmulatorFactory } from "./emulation.ts";
@@ -88,11 +88,29 @@ export class EmulatedControl {
     this.#breakpoints.clear();
   }
 
-  /** One instruction of `vcpu`. */
-  async step(vcpu: number, thread: number): Promise<StopEvent> {
+  /**
+   * One instruction of `vcpu`; with `range` (gdb's `vCont;r`), one and then on while RIP stays
+   * in [start, end), within the budget of a continue, until a hit, a refusal or `signal`
+   * (Ctrl-C).
+   */
+  async step(
+    vcpu: number,
+    thread: number,
+    range?: AddressRange,
+    signal?: AbortSignal,
+  ): Promise<StopEvent> {
     const emulation = this.#ready();
-    const result = await emulation.run(vcpu, 1, { breakpoints: this.#emuBreakpoints() });
-    return stopEvent(thread, result, { type: "step" });
+    if (range === undefined) {
+      const result = await emulation.run(vcpu, 1, { breakpoints: this.#emuBreakpoints() });
+      return stopEvent(thread, result, { type: "step" });
+    }
+    const result = await emulation.run(vcpu, this.budget.instructions, {
+      breakpoints: this.#emuBreakpoints(),
+      maxMs: this.budget.milliseconds,
+      interrupted: () => signal?.aborted ?? false,
+      range,
+    });
+    return this.#budgetOrStop(emulation, thread, result, "Range step", "Step");
   }
 
   /** Whether a `continue` is emulated (breakpoints or watchpoints set, emulation available). */
@@ -108,31 +126,39 @@ export class EmulatedControl {
       breakpoints: this.#emuBreakpoints(),
       maxMs: this.budget.milliseconds,
       interrupted: () => this.#interrupted,
-    }).then((result) => {
-      // A continue's instruction count is its budget: running out of it is no step.
-      if (result.stop.kind === "count") {
-        result.stop = { kind: "budget", what: "instructions" };
-        if (emulation.last !== undefined) emulation.last.stop = describeStop(result);
-      }
-      if (result.stop.kind === "budget") {
-        const event = stopEvent(
-          thread,
-          result,
-          {
-            type: "refused",
-            message: "emulation budget reached",
-          },
-          `Emulated continue stopped after ${result.executed} instructions: the ${
-            result.stop.what === "time"
-              ? `wall-time budget (${this.budget.milliseconds} ms)`
-              : `instruction budget (${this.budget.instructions})`
-          } ran out. Continue again to go on emulating, or delete the breakpoints to run ` +
-            `natively (where breakpoints are not honoured). "monitor budget" changes the budget.\n`,
-        );
-        return event.kind === "stopped" ? { ...event, signal: NO_SIGNAL } : event;
-      }
-      return stopEvent(thread, result, { type: "step" });
-    });
+    }).then((result) =>
+      this.#budgetOrStop(emulation, thread, result, "Emulated continue", "Continue")
+    );
+  }
+
+  /**
+   * The stop of a run whose instruction count was the budget (a continue, a range step):
+   * running out of it is no step, but a stop that says so, with no signal.
+   */
+  #budgetOrStop(
+    emulation: Emulation,
+    thread: number,
+    result: RunResult,
+    what: string,
+    again: string,
+  ): StopEvent {
+    if (result.stop.kind === "count") {
+      result.stop = { kind: "budget", what: "instructions" };
+      if (emulation.last !== undefined) emulation.last.stop = describeStop(result);
+    }
+    if (result.stop.kind !== "budget") return stopEvent(thread, result, { type: "step" });
+    const event = stopEvent(
+      thread,
+      result,
+      { type: "refused", message: "emulation budget reached" },
+      `${what} stopped after ${result.executed} instructions: the ${
+        result.stop.what === "time"
+          ? `wall-time budget (${this.budget.milliseconds} ms)`
+          : `instruction budget (${this.budget.instructions})`
+      } ran out. ${again} again to go on emulating, or delete the breakpoints to run ` +
+        `natively (where breakpoints are not honoured). "monitor budget" changes the budget.\n`,
+    );
+    return event.kind === "stopped" ? { ...event, signal: NO_SIGNAL } : event;
   }
 
   /** Whether an emulated continue is under way. */
@@ -192,7 +218,8 @@ export class EmulatedControl {
         (this.#setup.factory as EmulatorFactory).version
       })`
       : `Emulated execution: unavailable. ${why}`;
-    const budget = `Budget of an emulated continue: ${this.budget.instructions} instructions, ` +
+    const budget =
+      `Budget of an emulated continue or range step: ${this.budget.instructions} instructions, ` +
       `${this.budget.milliseconds} ms`;
     const last = this.#emulation?.last;
     const lastText = last === undefined

@@ -8,6 +8,7 @@
  * @module
  */
 import type {
+  AddressRange,
   CpuState,
   EmuBreakpoint,
   Emulator,
@@ -212,6 +213,7 @@ export class Emulation {
       breakpoints?: readonly EmuBreakpoint[];
       maxMs?: number;
       interrupted?: () => boolean;
+      range?: AddressRange;
     } = {},
   ): Promise<RunResult> {
     const started = performance.now();
@@ -250,6 +252,8 @@ export function describeStop(result: RunResult): string {
   switch (stop.kind) {
     case "count":
       return "the requested instructions were executed";
+    case "range":
+      return "the next instruction is outside the stepping range";
     case "budget":
       return `the ${stop.what === "time" ? "wall-time" : "instruction"} budget ran out`;
     case "breakpoint":

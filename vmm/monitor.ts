@@ -54,7 +54,7 @@ export const HELP_TEXT = `bhyve-gdbstub monitor commands:
   dump [-p] NAME  save the VM as an ELF core NAME in the server's --dump-dir (-p: by
                   virtual address, for gdb); never overwrites
   emulation       emulated execution: available or why not, its budget, what the last run did
-  budget [N] [MS] the budget of an emulated continue: N instructions, MS milliseconds of wall time
+  budget [N] [MS] the budget of an emulated continue or range step: N instructions, MS ms of wall time
 `;
 
 /** Runs one monitor command for the vCPU behind `thread`; returns console text. */

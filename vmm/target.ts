@@ -12,6 +12,7 @@ import {
   type Breakpoint,
   type Capability,
   type DebugTarget,
+  type StepRange,
   type StopEvent,
   type TargetDescription,
   TargetError,
@@ -340,11 +341,14 @@ export class VmTarget implements DebugTarget {
     };
   }
 
-  /** One instruction of `thread`, emulated; the other vCPUs stay held. */
-  async step(thread: number, _signal: AbortSignal): Promise<StopEvent> {
+  /** Range steps are emulated like single steps (see EmulatedControl.step). */
+  readonly rangeStepping = true;
+
+  /** One instruction of `thread` (or a range step), emulated; the other vCPUs stay held. */
+  async step(thread: number, signal: AbortSignal, range?: StepRange): Promise<StopEvent> {
     const vcpu = this.vcpuOf(thread);
     try {
-      return await this.emulated.step(vcpu, thread);
+      return await this.emulated.step(vcpu, thread, range, signal);
     } finally {
       this.#afterEmulation(vcpu);
       this.#lastThread = thread;

@@ -30,7 +30,7 @@ export function vCont(ctx: Context, _args: string, body: string): Promise<Outcom
 
 /** `vCont?`: only what works. */
 export function vContQuery(ctx: Context): void {
-  ctx.reply.text(formatVContActions(canStep(ctx)));
+  ctx.reply.text(formatVContActions(canStep(ctx), ctx.target.rangeStepping === true));
 }
 
 function canStep(ctx: Context): boolean {
@@ -103,7 +103,7 @@ async function resume(
         thread,
       );
     }
-    ctx.step(thread);
+    ctx.step(thread, command.range);
     return "deferred";
   }
   if (ctx.state.unarmed.size > 0) {

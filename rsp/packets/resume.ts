@@ -5,6 +5,7 @@
  * @module
  */
 import { parseHex64, parseHexInt } from "../hex.ts";
+import type { StepRange } from "../target.ts";
 import { ALL_THREADS, ANY_THREAD, parseThreadId, type ThreadId } from "./thread_id.ts";
 
 /**
@@ -12,12 +13,13 @@ import { ALL_THREADS, ANY_THREAD, parseThreadId, type ThreadId } from "./thread_
  * `signal` a signal the client asks to deliver (absent or 0: none).
  * - continue: `threads` run (gdb's scheduler-locking: `vCont;c:2`); undefined means all;
  * - step: `thread` executes one instruction (undefined: the Hc thread); the others stay held
- *   (in all-stop mode they would only run alongside it);
+ *   (in all-stop mode they would only run alongside it); with `range` (`vCont;rSTART,END`) it
+ *   goes on while its pc stays in [START, END);
  * - stop: `vCont;t`.
  */
 export type ResumeCommand =
   | { kind: "continue"; address?: bigint; signal?: number; threads?: number[] }
-  | { kind: "step"; address?: bigint; signal?: number; thread?: number }
+  | { kind: "step"; address?: bigint; signal?: number; thread?: number; range?: StepRange }
   | { kind: "stop" };
 
 /** Parses a `c`, `C`, `s` or `S` body, letter included. */
@@ -50,7 +52,7 @@ export function parseResume(body: string): ResumeCommand | "malformed" {
  */
 export function parseVCont(args: string): ResumeCommand | "malformed" {
   if (!args.startsWith(";")) return "malformed";
-  let step: { thread: ThreadId; signal: number } | undefined;
+  let step: { thread: ThreadId; signal: number; range?: StepRange } | undefined;
   let all = false;
   let signal = 0;
   const threads: number[] = [];
@@ -65,10 +67,14 @@ export function parseVCont(args: string): ResumeCommand | "malformed" {
     }
     const letter = verb[0];
     let actionSignal = 0;
+    let range: StepRange | undefined;
     if (letter === "C" || letter === "S") {
       const parsed = parseHexInt(verb.slice(1));
       if (parsed === undefined) return "malformed";
       actionSignal = parsed;
+    } else if (letter === "r") {
+      range = parseRange(verb.slice(1));
+      if (range === undefined) return "malformed";
     } else if (verb.length !== 1) {
       return "malformed";
     }
@@ -78,7 +84,9 @@ export function parseVCont(args: string): ResumeCommand | "malformed" {
       else if (!threads.includes(thread)) threads.push(thread);
       signal ||= actionSignal;
     } else if (letter === "s" || letter === "S" || letter === "r") {
-      step ??= { thread, signal: actionSignal };
+      step ??= range === undefined
+        ? { thread, signal: actionSignal }
+        : { thread, signal: 0, range };
     } else if (letter !== "t") {
       return "malformed";
     }
@@ -87,6 +95,7 @@ export function parseVCont(args: string): ResumeCommand | "malformed" {
     const command: ResumeCommand & { kind: "step" } = { kind: "step" };
     if (step.thread > 0) command.thread = step.thread;
     if (step.signal !== 0) command.signal = step.signal;
+    if (step.range !== undefined) command.range = step.range;
     return command;
   }
   if (!sawContinue) return { kind: "stop" };
@@ -96,7 +105,21 @@ export function parseVCont(args: string): ResumeCommand | "malformed" {
   return command;
 }
 
-/** The `vCont?` reply: c and C always (gdb uses vCont only if both are there), s/S if stepping works. */
-export function formatVContActions(canStep: boolean): string {
-  return canStep ? "vCont;c;C;s;S;t" : "vCont;c;C;t";
+/** `START,END` of `vCont;r`: hex addresses, START <= END. */
+function parseRange(text: string): StepRange | undefined {
+  const [startText, endText, extra] = text.split(",");
+  if (extra !== undefined) return undefined;
+  const start = parseHex64(startText ?? "");
+  const end = parseHex64(endText ?? "");
+  if (start === undefined || end === undefined || end < start) return undefined;
+  return { start, end };
+}
+
+/**
+ * The `vCont?` reply: c and C always (gdb uses vCont only if both are there), s/S if stepping
+ * works, r if the target steps ranges.
+ */
+export function formatVContActions(canStep: boolean, canRange = false): string {
+  if (!canStep) return "vCont;c;C;t";
+  return canRange ? "vCont;c;C;s;S;t;r" : "vCont;c;C;s;S;t";
 }

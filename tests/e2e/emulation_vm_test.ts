@@ -11,17 +11,30 @@ import { runGdb, sectioned, sectionsOf } from "../helpers/gdb.ts";
 import { Stub } from "../helpers/stub.ts";
 import { TestVm, testvmBuilt } from "../helpers/testvm.ts";
 
+/** A 2-vCPU test VM served by main.ts with --allow-write and libunicorn, for `body`. */
+async function withEmulatingStub(
+  args: string[],
+  body: (stub: Stub) => Promise<void>,
+): Promise<void> {
+  await using vm = await TestVm.start({ cpus: 2 });
+  const stub = await Stub.start({
+    vm: vm.name,
+    dir: vm.dir,
+    args: ["--allow-write", "--unicorn", unicornPath() ?? "libunicorn.so.2", ...args],
+  });
+  try {
+    await body(stub);
+  } finally {
+    stub.process.kill("SIGTERM");
+    await stub.exited;
+  }
+}
+
 Deno.test({
   name: "gdb on the test VM: break, continue, bt, next, stepi, watch -- emulated, then detach",
   ignore: !testvmBuilt(),
   fn: async () => {
-    await using vm = await TestVm.start({ cpus: 2 });
-    const stub = await Stub.start({
-      vm: vm.name,
-      dir: vm.dir,
-      args: ["--allow-write", "--unicorn", unicornPath() ?? "libunicorn.so.2"],
-    });
-    try {
+    await withEmulatingStub([], async (stub) => {
       const { output, timedOut } = await runGdb([
         `file ${GUEST_ELF}`,
         `target remote ${stub.address}`,
@@ -43,9 +56,42 @@ Deno.test({
       assert.equal(Number(after), Number(before) + 1);
       assert.match(s.emulation!, /Emulated execution: available \(Unicorn 2\.\d+\)/);
       assert.match(output, /\[Inferior 1 \(Remote target\) detached\]/);
-    } finally {
-      stub.process.kill("SIGTERM");
-      await stub.exited;
-    }
+    });
+  },
+});
+
+Deno.test({
+  name: "gdb's next over a loop: range steps (vCont;r), the same line as one step at a time, " +
+    "and a range step past its budget stops in words",
+  ignore: !testvmBuilt(),
+  fn: async () => {
+    await withEmulatingStub(["--log-level", "debug"], async (stub) => {
+      // spin()'s loop is all one line: `next` from it runs 2,500 iterations.
+      const { output, timedOut } = await runGdb([
+        `file ${GUEST_ELF}`,
+        `target remote ${stub.address}`,
+        ...sectioned({
+          ranged: ["break spin", "continue", "next"],
+          single: ["continue", "set range-stepping off", "next"],
+          budget: ["set range-stepping on", "continue", "monitor budget 1000", "next"],
+        }),
+        "delete",
+        "detach",
+      ], { timeoutMs: 180_000 });
+      assert.ok(!timedOut, output);
+      const s = sectionsOf(output);
+      const lineAfterNext = (section: string) => /\n(.*\n\d+\t.*)\n?$/.exec(section.trimEnd())?.[1];
+      assert.match(s.ranged!, /Breakpoint 1, spin \(n=/);
+      const ranged = lineAfterNext(s.ranged!);
+      assert.ok(ranged !== undefined && !/^spin /.test(ranged), s.ranged);
+      assert.equal(lineAfterNext(s.single!), ranged, `${s.ranged}\n---\n${s.single}`);
+      // gdb asked for ranges, and got them: one vCont;r per line instead of a step per
+      // instruction.
+      const ranges = stub.stderr.match(/<- vCont;r[0-9a-f]+,[0-9a-f]+/g) ?? [];
+      assert.ok(ranges.length >= 1, "no vCont;r in the packet log");
+      assert.match(s.budget!, /Range step stopped after 1000 instructions: the instruction budget/);
+      assert.match(s.budget!, /Thread \d+ stopped\./);
+      assert.match(output, /\[Inferior 1 \(Remote target\) detached\]/);
+    });
   },
 });

@@ -85,8 +85,19 @@ Deno.test("resume: c/C/s/S and vCont reduce to continue, step or stop", () => {
   assert.equal(parseVCont(";cc"), "malformed");
   assert.equal(parseVCont(";q"), "malformed");
   assert.equal(parseVCont("c"), "malformed");
+  assert.deepEqual(parseVCont(";rffffffff801000c2,ffffffff801000c9:1;c"), {
+    kind: "step",
+    thread: 1,
+    range: { start: 0xffffffff801000c2n, end: 0xffffffff801000c9n },
+  });
+  assert.equal(parseVCont(";r10,8:1"), "malformed"); // end before start
+  assert.equal(parseVCont(";r10:1"), "malformed");
+  assert.equal(parseVCont(";r10,20,30"), "malformed");
+  assert.equal(parseVCont(";rxx,20"), "malformed");
   assert.equal(formatVContActions(false), "vCont;c;C;t");
+  assert.equal(formatVContActions(false, true), "vCont;c;C;t");
   assert.equal(formatVContActions(true), "vCont;c;C;s;S;t");
+  assert.equal(formatVContActions(true, true), "vCont;c;C;s;S;t;r");
 });
 
 Deno.test("qXfer: parsing and m/l slices", () => {
