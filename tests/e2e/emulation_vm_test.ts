@@ -5,6 +5,7 @@
  * written back to the vCPU; after detach the guest runs on natively.
  */
 import assert from "node:assert/strict";
+import { latin1, RspClient } from "../../scripts/bench/rsp_client.ts";
 import { GUEST_ELF } from "../emu/demo_vm.ts";
 import { unicornPath } from "../emu/machine.ts";
 import { runGdb, sectioned, sectionsOf } from "../helpers/gdb.ts";
@@ -92,6 +93,48 @@ Deno.test({
       assert.match(s.budget!, /Range step stopped after 1000 instructions: the instruction budget/);
       assert.match(s.budget!, /Thread \d+ stopped\./);
       assert.match(output, /\[Inferior 1 \(Remote target\) detached\]/);
+    });
+  },
+});
+
+Deno.test({
+  name: "vCont;r is offered, and Ctrl-C ends a range step that would run on (SIGINT, the thread)",
+  ignore: !testvmBuilt(),
+  fn: async () => {
+    await withEmulatingStub([], async (stub) => {
+      const client = await RspClient.connect(Number(stub.address.split(":")[1]));
+      try {
+        await client.handshake();
+        await client.stopReason();
+        assert.match(await client.request("vCont?"), /^vCont;c;C;s;S;t;r$/);
+        // vCPU 1 only ticks (no port I/O): a range of all addresses runs until stopped.
+        await client.send("vCont;r0,ffffffffffffffff:2");
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        await client.interrupt();
+        const stop = latin1((await client.receive()).body);
+        assert.match(stop, /^T02.*thread:(p1\.)?0*2;/, stop);
+        const hex = (text: string) =>
+          [...new TextEncoder().encode(text)].map((b) => b.toString(16).padStart(2, "0")).join("");
+        // The monitor's text: O packets (or one hex reply), then OK.
+        await client.send(`qRcmd,${hex("emulation")}`);
+        let text = "";
+        for (;;) {
+          const reply = latin1((await client.receive()).body);
+          if (reply === "OK") break;
+          const payload = reply.startsWith("O") ? reply.slice(1) : reply;
+          text += new TextDecoder().decode(
+            Uint8Array.from(payload.match(/../g)!, (byte) => parseInt(byte, 16)),
+          );
+        }
+        assert.match(
+          text,
+          /Last run: vCPU 1, [1-9]\d* instructions .*interrupted \(Ctrl-C\)/,
+          text,
+        );
+        assert.equal(await client.request("D"), "OK");
+      } finally {
+        client.close();
+      }
     });
   },
 });
