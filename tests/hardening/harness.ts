@@ -36,16 +36,57 @@ export async function until(
 
 export { freePort } from "../helpers/stub.ts";
 
-export interface ServerOptions {
+/** The VM a command names: a running test VM, or one that does not exist yet (`w` mode). */
+export type VmRef = Pick<TestVm, "name" | "dir">;
+
+/** How main.ts is run, for the server and the subcommands alike. */
+export interface MainOptions {
+  env?: Record<string, string>;
+  generation?: "0200" | "0103";
+  /** The program to run instead of {@link MAIN} (a wrapper around the real main()). */
+  main?: string;
+}
+
+export interface ServerOptions extends MainOptions {
   /** -G argument; default 127.0.0.1:<free port>. */
   listen?: string;
   logLevel?: string;
-  env?: Record<string, string>;
-  generation?: "0200" | "0103";
   /** More arguments for main.ts (e.g. --max-hold 2s). */
   args?: string[];
-  /** The program to run instead of {@link MAIN} (a wrapper around the real main()). */
-  main?: string;
+  /** The line that says the server is up; default its "serving VM" line. */
+  ready?: RegExp;
+}
+
+/**
+ * main.ts with `args` about `vm`, as a user runs it: its permissions, the test VM's libvmmapi,
+ * the lock file in the VM's directory.
+ */
+function mainCommand(vm: VmRef, args: string[], options: MainOptions): Deno.Command {
+  return new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      ...RUN_PERMISSIONS,
+      options.main ?? MAIN,
+      ...args,
+      "--vmmapi",
+      LIBVMMAPI[options.generation ?? "0200"],
+    ],
+    cwd: ROOT,
+    env: { TESTVM_DIR: vm.dir, NO_COLOR: "1", BHYVE_GDBSTUB_LOCK_DIR: vm.dir, ...options.env },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  });
+}
+
+/** Runs a subcommand of main.ts to its end (e.g. `release --vm NAME`). */
+export async function runMain(
+  vm: VmRef,
+  args: string[],
+  options: MainOptions = {},
+): Promise<{ code: number; stderr: string }> {
+  const output = await mainCommand(vm, args, options).output();
+  return { code: output.code, stderr: new TextDecoder().decode(output.stderr) };
 }
 
 /** main.ts serving a test VM, as a user runs it. */
@@ -68,42 +109,30 @@ export class Server implements AsyncDisposable {
     return this.process.pid;
   }
 
-  /** Starts main.ts and waits for its "serving VM" line. */
-  static async start(vm: TestVm, options: ServerOptions = {}): Promise<Server> {
+  /** Starts main.ts and waits for its "serving VM" line (or `options.ready`). */
+  static async start(vm: VmRef, options: ServerOptions = {}): Promise<Server> {
     const port = freePort();
     const listen = options.listen ?? `127.0.0.1:${port}`;
-    const process = new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        ...RUN_PERMISSIONS,
-        options.main ?? MAIN,
-        "--vm",
-        vm.name,
-        "-G",
-        listen,
-        "--vmmapi",
-        LIBVMMAPI[options.generation ?? "0200"],
-        "--log-level",
-        options.logLevel ?? "info",
-        ...(options.args ?? []),
-      ],
-      cwd: ROOT,
-      // The lock file (once main.ts takes one) goes with the VM's temporary directory.
-      env: { TESTVM_DIR: vm.dir, NO_COLOR: "1", BHYVE_GDBSTUB_LOCK_DIR: vm.dir, ...options.env },
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
+    const ready = options.ready ?? /serving VM/;
+    const process = mainCommand(vm, [
+      "--vm",
+      vm.name,
+      "-G",
+      listen,
+      "--log-level",
+      options.logLevel ?? "info",
+      ...(options.args ?? []),
+    ], options).spawn();
     const server = new Server(process, Number(/(\d+)$/.exec(listen)?.[1] ?? port));
     let exited = false;
     process.status.then(() => exited = true);
     try {
       await until(
         () => {
-          if (exited) throw new Error(`main.ts exited before serving`);
-          return /serving VM/.test(server.stderr);
+          if (exited) throw new Error(`main.ts exited before its line ${ready}`);
+          return ready.test(server.stderr);
         },
-        "the server's 'serving VM' line",
+        `the server's line ${ready}`,
         30_000,
       );
     } catch (error) {
