@@ -5,9 +5,9 @@
  * next debugger attaches.
  */
 import assert from "node:assert/strict";
-import { TestVm, testvmBuilt } from "../helpers/testvm.ts";
+import { testvmBuilt } from "../helpers/testvm.ts";
 import { RawClient } from "../rsp/tcp_client.ts";
-import { Observer, Server, sleep } from "./harness.ts";
+import { RunningVm, Server, sleep } from "./harness.ts";
 
 const CPUS = 2;
 
@@ -26,9 +26,8 @@ Deno.test({
     "EMFILE in a storm: one line per run of failures, no stack, the guest runs, the next debugger attaches",
   ignore: !testvmBuilt(),
   async fn() {
-    await using vm = await TestVm.start({ cpus: CPUS, mem: "64M" });
-    using observer = new Observer(vm);
-    await observer.allRunning(CPUS);
+    await using running = await RunningVm.start(CPUS);
+    const { vm, observer } = running;
     await using server = await Server.start(vm, { logLevel: "debug" });
     // Room for a few connections beyond what the server has open once it serves.
     await limitDescriptors(server, server.resources().fds + 16);

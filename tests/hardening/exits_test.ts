@@ -9,7 +9,7 @@ import { parseHoldRecord } from "../../vmm/hold_record.ts";
 import { TestVm, testvmBuilt } from "../helpers/testvm.ts";
 import { RawClient } from "../rsp/tcp_client.ts";
 import * as L from "../testvm/layout.ts";
-import { freePort, Observer, runMain, Server, until } from "./harness.ts";
+import { freePort, Observer, runMain, RunningVm, Server, until } from "./harness.ts";
 
 const ignore = !testvmBuilt();
 const CPUS = 2;
@@ -21,13 +21,6 @@ async function attach(server: Server, observer: Observer, cpus: number[]): Promi
   assert.equal(await client.ask("?"), "T05thread:1;");
   assert.deepEqual(observer.debugCpus(), cpus, "the attach holds the VM");
   return client;
-}
-
-/** An observer of `vm`, once all its vCPUs run. */
-async function running(vm: TestVm): Promise<Observer> {
-  const observer = new Observer(vm);
-  await observer.allRunning(CPUS);
-  return observer;
 }
 
 /** Waits for the server to exit; returns its status. */
@@ -53,8 +46,8 @@ Deno.test({
   name: "every terminating signal while a debugger holds the VM: the guest runs, exit 0",
   ignore,
   async fn() {
-    await using vm = await TestVm.start({ cpus: CPUS, mem: "64M" });
-    using observer = await running(vm);
+    await using running = await RunningVm.start(CPUS);
+    const { vm, observer } = running;
     for (const signal of SIGNALS) {
       const server = await Server.start(vm);
       try {
@@ -77,8 +70,8 @@ Deno.test({
   name: "SIGPIPE does not end the server (Deno ignores it): the session goes on",
   ignore,
   async fn() {
-    await using vm = await TestVm.start({ cpus: CPUS, mem: "64M" });
-    using observer = await running(vm);
+    await using running = await RunningVm.start(CPUS);
+    const { vm, observer } = running;
     await using server = await Server.start(vm);
     const client = await attach(server, observer, [0, 1]);
     server.process.kill("SIGPIPE");
@@ -95,9 +88,8 @@ for (const fault of ["error", "rejection"]) {
     name: `an uncaught ${fault} while the VM is held: released, one line, exit 1`,
     ignore,
     async fn() {
-      await using vm = await TestVm.start({ cpus: CPUS, mem: "64M" });
-      using observer = new Observer(vm);
-      await observer.allRunning(CPUS);
+      await using running = await RunningVm.start(CPUS);
+      const { vm, observer } = running;
       await using server = await Server.start(vm, {
         main: CRASHING_MAIN,
         env: { BHYVE_GDBSTUB_FAULT: fault },

@@ -9,7 +9,7 @@ import { loadVmmapi } from "../../ffi/mod.ts";
 import type { VmHandle, Vmmapi } from "../../vmm/mod.ts";
 import { RUN_PERMISSIONS } from "../../cli.ts";
 import { freePort } from "../helpers/stub.ts";
-import { LIBVMMAPI, type TestVm } from "../helpers/testvm.ts";
+import { LIBVMMAPI, TestVm } from "../helpers/testvm.ts";
 import * as L from "../testvm/layout.ts";
 
 /** main.ts, or a variant to try (HARDENING_MAIN=path, e.g. a patch before it lands). */
@@ -196,6 +196,7 @@ export class Server implements AsyncDisposable {
 export class Observer implements Disposable {
   readonly #api: Vmmapi;
   readonly vm: VmHandle;
+  #closed = false;
 
   constructor(testVm: TestVm) {
     testVm.useDirHere();
@@ -236,13 +237,41 @@ export class Observer implements Disposable {
     );
   }
 
+  /** Closes the VM and the library; once (a test may close it before it kills the VM). */
   [Symbol.dispose](): void {
+    if (this.#closed) return;
+    this.#closed = true;
     try {
       this.vm.close();
     } catch {
       // the VM may be gone
     }
     this.#api.close();
+  }
+}
+
+/** A test VM whose vCPUs all run, and an {@link Observer} of it; disposing stops both. */
+export class RunningVm implements AsyncDisposable {
+  private constructor(readonly vm: TestVm, readonly observer: Observer) {}
+
+  /** Boots the demo guest on `cpus` vCPUs and waits until every one of them runs. */
+  static async start(cpus: number, mem = "64M"): Promise<RunningVm> {
+    const vm = await TestVm.start({ cpus, mem });
+    let observer: Observer | undefined;
+    try {
+      observer = new Observer(vm);
+      await observer.allRunning(cpus);
+      return new RunningVm(vm, observer);
+    } catch (error) {
+      observer?.[Symbol.dispose]();
+      await vm.stop();
+      throw error;
+    }
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.observer[Symbol.dispose]();
+    await this.vm.stop();
   }
 }
 
