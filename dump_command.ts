@@ -9,7 +9,7 @@
  * @module
  */
 import type { DumpCommandOptions } from "./cli.ts";
-import { CoreFileError } from "./core/mod.ts";
+import { CoreFileError, discardUnfinished } from "./core/mod.ts";
 import { guardExits } from "./exits.ts";
 import { loadVmmapi, VmmapiLoadError } from "./ffi/mod.ts";
 import { TargetGoneError } from "./rsp/target.ts";
@@ -34,7 +34,12 @@ export async function runDump(options: DumpCommandOptions): Promise<number> {
       caught = name;
       stop.abort();
     },
-    lastResort: () => target?.releaseNow() ?? "nothing was held",
+    lastResort: () => {
+      const released = target?.releaseNow() ?? "nothing was held";
+      return discardUnfinished(options.output) > 0
+        ? `${released}; the unfinished core removed`
+        : released;
+    },
   });
   try {
     const lock = await lockVm(options.vm).catch((error: Error) => error);
