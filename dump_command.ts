@@ -4,7 +4,8 @@
  * One clear line for every outcome on stderr; a progress bar there too, only on a terminal
  * and only once the dump has taken a second. Any terminating signal the server handles
  * (exits.ts: SIGINT, SIGTERM, SIGHUP, SIGUSR1…) stops the copy between chunks: the guest is
- * released and no file is left. A second signal, or a crash, releases the guest at once.
+ * released and no file is left. A second signal, or a crash, releases the guest and removes the
+ * unfinished file at once.
  *
  * @module
  */
