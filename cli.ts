@@ -166,25 +166,17 @@ export function parseCommandLine(
   const v = parsed.values;
   if (v.help) return { kind: "help" };
   if (v.version) return { kind: "version" };
-  if (v.vm === undefined || v.vm === "") {
-    throw new UsageError("--vm NAME is required: the name of the running bhyve VM");
-  }
-  if (v.vm.includes("/")) throw new UsageError(`--vm ${v.vm}: a VM name cannot contain '/'`);
+  const vm = parseVmName("", v.vm);
   if (v.gdb === undefined) throw new UsageError("-G [w][ADDR:]PORT is required: where to listen");
-  const logLevel = v["log-level"] ?? "info";
-  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
-    throw new UsageError(`--log-level ${logLevel}: expected one of ${LOG_LEVELS.join(", ")}`);
-  }
   const options: Options = {
-    vm: v.vm,
+    vm,
     listen: parseListenSpec(v.gdb),
-    logLevel: logLevel as LogLevel,
+    logLevel: parseLogLevel(v["log-level"]),
+    ...vmmapiOption(v.vmmapi, env),
   };
   if (v["allow-write"]) options.allowWrite = true;
-  const vmmapi = v.vmmapi ?? env.get("BHYVE_GDBSTUB_VMMAPI");
-  if (vmmapi !== undefined && vmmapi !== "") options.vmmapi = vmmapi;
-  const unicorn = v.unicorn ?? env.get("BHYVE_GDBSTUB_UNICORN");
-  if (unicorn !== undefined && unicorn !== "") options.unicorn = unicorn;
+  const unicorn = optionOrEnv(v.unicorn, env, "BHYVE_GDBSTUB_UNICORN");
+  if (unicorn !== undefined) options.unicorn = unicorn;
   if (v["emu-budget"] !== undefined) options.emuBudget = parseBudget(v["emu-budget"]);
   if (v["max-hold"] !== undefined) options.maxHoldMs = parseDuration("--max-hold", v["max-hold"]);
   if (v["stall-timeout"] !== undefined) {
@@ -199,7 +191,7 @@ export function parseCommandLine(
 
 function parseRelease(
   args: string[],
-  env: { get(name: string): string | undefined },
+  env: Env,
 ): Command {
   let parsed;
   try {
@@ -212,13 +204,42 @@ function parseRelease(
   } catch (error) {
     throw new UsageError(`release: ${describeParseError(error)}`);
   }
-  const { vm } = parsed.values;
-  if (vm === undefined || vm === "") throw new UsageError("release: --vm NAME is required");
-  if (vm.includes("/")) throw new UsageError(`--vm ${vm}: a VM name cannot contain '/'`);
-  const options: ReleaseOptions = { vm };
-  const vmmapi = parsed.values.vmmapi ?? env.get("BHYVE_GDBSTUB_VMMAPI");
-  if (vmmapi !== undefined && vmmapi !== "") options.vmmapi = vmmapi;
+  const vm = parseVmName("release: ", parsed.values.vm);
+  const options: ReleaseOptions = { vm, ...vmmapiOption(parsed.values.vmmapi, env) };
   return { kind: "release", options };
+}
+
+type Env = { get(name: string): string | undefined };
+
+/** `--vm NAME`: required, and a name under /dev/vmm/, so without '/'. */
+function parseVmName(subcommand: string, vm: string | undefined): string {
+  if (vm === undefined || vm === "") {
+    throw new UsageError(`${subcommand}--vm NAME is required: the name of the running bhyve VM`);
+  }
+  if (vm.includes("/")) {
+    throw new UsageError(`${subcommand}--vm ${vm}: a VM name cannot contain '/'`);
+  }
+  return vm;
+}
+
+/** `--log-level LEVEL`, info by default. */
+function parseLogLevel(text = "info"): LogLevel {
+  if (!(LOG_LEVELS as readonly string[]).includes(text)) {
+    throw new UsageError(`--log-level ${text}: expected one of ${LOG_LEVELS.join(", ")}`);
+  }
+  return text as LogLevel;
+}
+
+/** An option's value, else the environment variable's; empty means unset either way. */
+function optionOrEnv(value: string | undefined, env: Env, variable: string): string | undefined {
+  const chosen = value ?? env.get(variable);
+  return chosen === "" ? undefined : chosen;
+}
+
+/** `--vmmapi PATH`, else BHYVE_GDBSTUB_VMMAPI, as a fragment of every command's options. */
+function vmmapiOption(value: string | undefined, env: Env): { vmmapi?: string } {
+  const vmmapi = optionOrEnv(value, env, "BHYVE_GDBSTUB_VMMAPI");
+  return vmmapi === undefined ? {} : { vmmapi };
 }
 
 const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
@@ -240,7 +261,7 @@ export function parseDuration(option: string, text: string): number {
 
 function parseDumpCommand(
   args: string[],
-  env: { get(name: string): string | undefined },
+  env: Env,
 ): Command {
   let parsed;
   try {
@@ -264,27 +285,19 @@ function parseDumpCommand(
   }
   const v = parsed.values;
   if (v.help) return { kind: "help" };
-  if (v.vm === undefined || v.vm === "") {
-    throw new UsageError("dump: --vm NAME is required: the name of the running bhyve VM");
-  }
-  if (v.vm.includes("/")) throw new UsageError(`dump: --vm ${v.vm}: a VM name cannot contain '/'`);
+  const vm = parseVmName("dump: ", v.vm);
   if (v.output === undefined || v.output === "") {
     throw new UsageError("dump: -o FILE is required: where to write the core");
   }
-  const logLevel = v["log-level"] ?? "info";
-  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
-    throw new UsageError(`--log-level ${logLevel}: expected one of ${LOG_LEVELS.join(", ")}`);
-  }
   const options: DumpCommandOptions = {
-    vm: v.vm,
+    vm,
     output: v.output,
     paging: v.paging ?? false,
     live: v.live ?? false,
     force: v.force ?? false,
-    logLevel: logLevel as LogLevel,
+    logLevel: parseLogLevel(v["log-level"]),
+    ...vmmapiOption(v.vmmapi, env),
   };
-  const vmmapi = v.vmmapi ?? env.get("BHYVE_GDBSTUB_VMMAPI");
-  if (vmmapi !== undefined && vmmapi !== "") options.vmmapi = vmmapi;
   return { kind: "dump", options };
 }
 

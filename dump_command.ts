@@ -2,20 +2,21 @@
  * `bhyve-gdbstub dump`: saves a running VM as a core file and lets it run on.
  *
  * One clear line for every outcome on stderr; a progress bar there too, only on a terminal
- * and only once the dump has taken a second. SIGINT or SIGTERM stops the copy between chunks:
- * the guest is released and no file is left.
+ * and only once the dump has taken a second. Any terminating signal the server handles
+ * (exits.ts: SIGINT, SIGTERM, SIGHUP, SIGUSR1…) stops the copy between chunks: the guest is
+ * released and no file is left. A second signal, or a crash, releases the guest and removes the
+ * unfinished file at once.
  *
  * @module
  */
 import type { DumpCommandOptions } from "./cli.ts";
-import { CoreFileError } from "./core/mod.ts";
+import { CoreFileError, discardUnfinished } from "./core/mod.ts";
+import { guardExits } from "./exits.ts";
 import { loadVmmapi, VmmapiLoadError } from "./ffi/mod.ts";
 import { TargetGoneError } from "./rsp/target.ts";
 import { describeDump, dumpVm } from "./vmm/dump.ts";
 import { lockVm } from "./vmm/lock.ts";
 import { openTarget, type Vmmapi, VmmError, type VmTarget } from "./vmm/mod.ts";
-
-const SIGNALS = ["SIGINT", "SIGTERM"] as const;
 
 /** Runs the dump subcommand; returns the exit status. */
 export async function runDump(options: DumpCommandOptions): Promise<number> {
@@ -28,19 +29,23 @@ export async function runDump(options: DumpCommandOptions): Promise<number> {
   }
   const stop = new AbortController();
   let caught: string | undefined;
-  const handlers = SIGNALS.map((name) => {
-    const handler = () => {
-      caught ??= name;
+  let target: VmTarget | undefined;
+  const exits = guardExits({
+    signal: (name) => {
+      caught = name;
       stop.abort();
-    };
-    Deno.addSignalListener(name, handler);
-    return [name, handler] as const;
+    },
+    lastResort: () => {
+      const released = target?.releaseNow() ?? "nothing was held";
+      return discardUnfinished(options.output) > 0
+        ? `${released}; the unfinished core removed`
+        : released;
+    },
   });
   try {
     const lock = await lockVm(options.vm).catch((error: Error) => error);
     if (lock instanceof Error) return fail(lock.message);
     using _lock = lock;
-    let target: VmTarget;
     try {
       target = openTarget(api, options.vm);
     } catch (error) {
@@ -56,9 +61,10 @@ export async function runDump(options: DumpCommandOptions): Promise<number> {
       return await dumpOpen(target, options, stop.signal, () => caught);
     } finally {
       await target.close().catch(() => {});
+      target = undefined; // closed: nothing left for the last resort to release
     }
   } finally {
-    for (const [name, handler] of handlers) Deno.removeSignalListener(name, handler);
+    exits.remove();
     api.close();
   }
 }

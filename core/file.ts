@@ -55,7 +55,7 @@ export class CoreFile {
   static async create(path: string, options: { overwrite?: boolean } = {}): Promise<CoreFile> {
     const overwrite = options.overwrite ?? false;
     refuseExisting(path, overwrite);
-    const temp = join(dirname(path), `.${basename(path)}.${Deno.pid}.${randomTag()}.part`);
+    const temp = `${temporaryPrefix(path)}${randomTag()}.part`;
     try {
       const file = await Deno.open(temp, { write: true, createNew: true, mode: 0o600 });
       return new CoreFile(path, temp, file, overwrite);
@@ -105,6 +105,30 @@ export class CoreFile {
     this.#file?.close();
     this.#file = undefined;
   }
+}
+
+/** Where this process's temporary files for `path` begin (the name of the core, our PID). */
+function temporaryPrefix(path: string): string {
+  return join(dirname(path), `.${basename(path)}.${Deno.pid}.`);
+}
+
+/**
+ * Removes, at once, the temporary files this process began for `path` and never published; for
+ * a last resort (a second signal, a crash) that cannot wait for a write to end. Returns how many.
+ */
+export function discardUnfinished(path: string): number {
+  const prefix = basename(temporaryPrefix(path));
+  let removed = 0;
+  try {
+    for (const entry of Deno.readDirSync(dirname(path))) {
+      if (!entry.name.startsWith(prefix) || !entry.name.endsWith(".part")) continue;
+      Deno.removeSync(join(dirname(path), entry.name));
+      removed++;
+    }
+  } catch {
+    // the directory is gone or unreadable: nothing of ours to remove there
+  }
+  return removed;
 }
 
 /** Writes the core of `source` to `path`. Throws {@link CoreFileError} on a refusal or fault. */

@@ -13,6 +13,7 @@ export {
   CoreExistsError,
   CoreFile,
   CoreFileError,
+  discardUnfinished,
   saveCore,
   type SaveOptions,
   type SaveResult,

@@ -8,44 +8,19 @@
  *
  * @module
  */
+import type { EmulatedScalar, EmulatedSegment } from "../vmm/registers.ts";
 
-/** The general and control registers, by their gdb names. */
-export const SCALARS = [
-  "rax",
-  "rbx",
-  "rcx",
-  "rdx",
-  "rsi",
-  "rdi",
-  "rbp",
-  "rsp",
-  "r8",
-  "r9",
-  "r10",
-  "r11",
-  "r12",
-  "r13",
-  "r14",
-  "r15",
-  "rip",
-  "eflags",
-  "cr0",
-  "cr2",
-  "cr3",
-  "cr4",
-  "efer",
-  "dr0",
-  "dr1",
-  "dr2",
-  "dr3",
-  "dr6",
-  "dr7",
-] as const;
-export type Scalar = typeof SCALARS[number];
+/**
+ * The general and control registers, by their gdb names: the rows of vmm/registers.ts, the one
+ * register table, marked "scalar" (EMULATED_SCALARS lists them at run time).
+ */
+export type Scalar = EmulatedScalar;
 
-/** Segment registers with a hidden part (selector, base, limit, access rights). */
-export const SEGMENTS = ["es", "cs", "ss", "ds", "fs", "gs", "ldtr", "tr"] as const;
-export type SegmentName = typeof SEGMENTS[number];
+/**
+ * Segment registers with a hidden part (selector, base, limit, access rights): the rows marked
+ * "segment" there (EMULATED_SEGMENTS).
+ */
+export type SegmentName = EmulatedSegment;
 
 /** A segment register: its selector and vm_get_seg_desc's hidden part. */
 export interface Segment {

@@ -6,7 +6,7 @@
  * @module
  */
 import type { CpuState, Scalar, Segment, SegmentName } from "../emu/emulator.ts";
-import { SCALARS } from "../emu/emulator.ts";
+import { EMULATED_SCALARS as SCALARS, EMULATED_SEGMENTS as SEGMENTS } from "../vmm/registers.ts";
 import {
   UC_PROT_READ,
   UcErr,
@@ -17,64 +17,44 @@ import {
 
 const hex = (v: bigint | number) => `0x${v.toString(16)}`;
 
-/** Registers Unicorn takes as plain 64-bit values, by their gdb names. */
-const SCALAR_REGS: Partial<Record<Scalar, number>> = {
-  rax: UcX86Reg.RAX,
-  rbx: UcX86Reg.RBX,
-  rcx: UcX86Reg.RCX,
-  rdx: UcX86Reg.RDX,
-  rsi: UcX86Reg.RSI,
-  rdi: UcX86Reg.RDI,
-  rbp: UcX86Reg.RBP,
-  rsp: UcX86Reg.RSP,
-  r8: UcX86Reg.R8,
-  r9: UcX86Reg.R9,
-  r10: UcX86Reg.R10,
-  r11: UcX86Reg.R11,
-  r12: UcX86Reg.R12,
-  r13: UcX86Reg.R13,
-  r14: UcX86Reg.R14,
-  r15: UcX86Reg.R15,
-  rip: UcX86Reg.RIP,
-  eflags: UcX86Reg.RFLAGS,
-  cr2: UcX86Reg.CR2,
-  dr0: UcX86Reg.DR0,
-  dr1: UcX86Reg.DR1,
-  dr2: UcX86Reg.DR2,
-  dr3: UcX86Reg.DR3,
-  dr6: UcX86Reg.DR6,
-  dr7: UcX86Reg.DR7,
-};
+/**
+ * The control state, loaded before everything else (segment loads walk the GDT through paging)
+ * and read back on its own (EFER is an MSR); the other scalars go by their engine ids below.
+ */
+const CONTROL: readonly Scalar[] = ["cr0", "cr3", "cr4", "efer"];
 
-/** In a UC_MODE_32 engine: the low halves (the upper ones are kept as they were). */
-const SCALAR_REGS_32: Partial<Record<Scalar, number>> = {
-  ...Object.fromEntries(
-    Object.entries(SCALAR_REGS).filter(([name]) =>
-      !/^r(ax|bx|cx|dx|si|di|bp|sp|ip|\d+)$/.test(name)
-    ),
-  ),
-  rax: UcX86Reg32.EAX,
-  rbx: UcX86Reg32.EBX,
-  rcx: UcX86Reg32.ECX,
-  rdx: UcX86Reg32.EDX,
-  rsi: UcX86Reg32.ESI,
-  rdi: UcX86Reg32.EDI,
-  rbp: UcX86Reg32.EBP,
-  rsp: UcX86Reg32.ESP,
-  rip: UcX86Reg32.EIP,
-  eflags: UcX86Reg32.EFLAGS,
-};
+/** x86.h names a register as gdb does, upper-cased (UC_X86_REG_RAX), but for RFLAGS. */
+function ucId(name: string): number {
+  const key = name === "eflags" ? "RFLAGS" : name.toUpperCase();
+  const id = (UcX86Reg as Record<string, number>)[key];
+  if (id === undefined) throw new Error(`UcX86Reg lacks UC_X86_REG_${key} (for ${name})`);
+  return id;
+}
 
-const SEGMENT_REGS: Record<SegmentName, number> = {
-  es: UcX86Reg.ES,
-  cs: UcX86Reg.CS,
-  ss: UcX86Reg.SS,
-  ds: UcX86Reg.DS,
-  fs: UcX86Reg.FS,
-  gs: UcX86Reg.GS,
-  ldtr: UcX86Reg.LDTR,
-  tr: UcX86Reg.TR,
-};
+/** In a UC_MODE_32 engine: the low halves (EAX…EIP, EFLAGS); R8-R15 do not exist there. */
+function ucId32(name: string): number | undefined {
+  if (/^r\d+$/.test(name)) return undefined;
+  const low = /^r(ax|bx|cx|dx|si|di|bp|sp|ip)$/.test(name) ? `e${name.slice(1)}` : name;
+  const id = (UcX86Reg32 as Record<string, number>)[low.toUpperCase()];
+  return id ?? ucId(name);
+}
+
+/** The engine id of every scalar of the register table but the control state. */
+function engineIds(id: (name: string) => number | undefined): Partial<Record<Scalar, number>> {
+  const ids: Partial<Record<Scalar, number>> = {};
+  for (const name of SCALARS) {
+    const engineId = CONTROL.includes(name) ? undefined : id(name);
+    if (engineId !== undefined) ids[name] = engineId;
+  }
+  return ids;
+}
+
+const SCALAR_REGS = engineIds(ucId);
+const SCALAR_REGS_32 = engineIds(ucId32);
+const SEGMENT_REGS = Object.fromEntries(SEGMENTS.map((name) => [name, ucId(name)])) as Record<
+  SegmentName,
+  number
+>;
 
 const MSR_EFER = 0xc000_0080;
 const MSR_KERNEL_GS_BASE = 0xc000_0102;

@@ -132,3 +132,29 @@ Deno.test("--allow-write is off unless given", () => {
   const on = parseCommandLine(["--vm", "a", "-G", "1", "--allow-write"], noEnv);
   assert.ok(on.kind === "run" && on.options.allowWrite === true);
 });
+
+Deno.test("the server, dump and release read --vmmapi, BHYVE_GDBSTUB_VMMAPI and --log-level alike", () => {
+  const env = (value: string) => ({
+    get: (name: string) => name === "BHYVE_GDBSTUB_VMMAPI" ? value : undefined,
+  });
+  const server = ["--vm", "a", "-G", "1"];
+  const dump = ["dump", "--vm", "a", "-o", "f"];
+  const release = ["release", "--vm", "a"];
+  for (const args of [server, dump, release]) {
+    const vmmapiOf = (command: ReturnType<typeof parseCommandLine>) =>
+      "options" in command ? command.options.vmmapi : "no options";
+    assert.equal(vmmapiOf(parseCommandLine(args, env("/e/lib.so"))), "/e/lib.so", args[0]);
+    assert.equal(vmmapiOf(parseCommandLine([...args, "--vmmapi", "/o.so"], env("/e.so"))), "/o.so");
+    assert.equal(vmmapiOf(parseCommandLine(args, env(""))), undefined, args[0]);
+    if (args === release) continue; // release has no --log-level: it prints one line
+    assert.throws(
+      () => parseCommandLine([...args, "--log-level", "loud"]),
+      /--log-level loud: expected one of trace, debug, info, warning, error/,
+    );
+    const quiet = parseCommandLine([...args, "--log-level", "error"]);
+    assert.equal(
+      "options" in quiet && "logLevel" in quiet.options && quiet.options.logLevel,
+      "error",
+    );
+  }
+});

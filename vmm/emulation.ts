@@ -17,8 +17,13 @@ import type {
   Scalar,
   SegmentName,
 } from "../emu/emulator.ts";
-import { SCALARS, SEGMENTS } from "../emu/emulator.ts";
-import { encodeRegister, REGISTERS } from "./registers.ts";
+import {
+  EMULATED_SCALARS as SCALARS,
+  EMULATED_SEGMENTS as SEGMENTS,
+  encodeRegister,
+  registerByName,
+  REGISTERS,
+} from "./registers.ts";
 import { type VmHandle, VmmError, VmReg } from "./vmmapi.ts";
 import type { GuestWriter } from "./write/mod.ts";
 
@@ -60,49 +65,18 @@ export function commitPaths(vm: VmHandle, writer: GuestWriter): CommitPaths {
   };
 }
 
-/** vm_reg_name of each scalar of the emulator's state. */
-export const SCALAR_IDS: Record<Scalar, number> = {
-  rax: VmReg.RAX,
-  rbx: VmReg.RBX,
-  rcx: VmReg.RCX,
-  rdx: VmReg.RDX,
-  rsi: VmReg.RSI,
-  rdi: VmReg.RDI,
-  rbp: VmReg.RBP,
-  rsp: VmReg.RSP,
-  r8: VmReg.R8,
-  r9: VmReg.R9,
-  r10: VmReg.R10,
-  r11: VmReg.R11,
-  r12: VmReg.R12,
-  r13: VmReg.R13,
-  r14: VmReg.R14,
-  r15: VmReg.R15,
-  rip: VmReg.RIP,
-  eflags: VmReg.RFLAGS,
-  cr0: VmReg.CR0,
-  cr2: VmReg.CR2,
-  cr3: VmReg.CR3,
-  cr4: VmReg.CR4,
-  efer: VmReg.EFER,
-  dr0: VmReg.DR0,
-  dr1: VmReg.DR1,
-  dr2: VmReg.DR2,
-  dr3: VmReg.DR3,
-  dr6: VmReg.DR6,
-  dr7: VmReg.DR7,
-};
+/** The vm_reg_name of each register the emulator's state carries, from the register table. */
+function vmmIds<N extends string>(names: readonly N[]): Record<N, number> {
+  return Object.fromEntries(names.map((name) => {
+    const source = registerByName(name)?.source;
+    if (source?.kind !== "vmm") throw new Error(`${name} has no vm_reg_name in the table`);
+    return [name, source.id];
+  })) as Record<N, number>;
+}
 
-const SEGMENT_IDS: Record<SegmentName, number> = {
-  es: VmReg.ES,
-  cs: VmReg.CS,
-  ss: VmReg.SS,
-  ds: VmReg.DS,
-  fs: VmReg.FS,
-  gs: VmReg.GS,
-  ldtr: VmReg.LDTR,
-  tr: VmReg.TR,
-};
+/** vm_reg_name of each scalar of the emulator's state. */
+export const SCALAR_IDS: Record<Scalar, number> = vmmIds(SCALARS);
+const SEGMENT_IDS: Record<SegmentName, number> = vmmIds(SEGMENTS);
 
 /**
  * The held vCPU's state: one vm_get_register_set for the scalars and selectors, one

@@ -1,6 +1,6 @@
 /**
- * The x86-64 register table: ONE data table that drives the `g` layout, `p` reads and
- * target.xml.
+ * The x86-64 register table: ONE data table that drives the `g` layout, `p` reads, target.xml
+ * and the register set of emulated execution (emu/'s CpuState).
  *
  * Order and names follow gdb's amd64 target descriptions (features/i386/64bit-core.xml,
  * 64bit-sse.xml, 64bit-segments.xml), so the gdb register number of an entry is its position.
@@ -31,11 +31,20 @@ export type RegisterSource =
   /** No libvmmapi call reads it (x87, SSE). */
   | { kind: "none" };
 
+/**
+ * How emulated execution (emu/emulator.ts's CpuState) carries a register: as a plain value
+ * ("scalar"), or as a segment register with its hidden part ("segment"). Rows without it are
+ * carried otherwise (fs_base, gs_base, k_gs_base, GDTR, IDTR) or not at all (cr8, x87, SSE:
+ * the emulator refuses the instructions that use them).
+ */
+export type EmuSlot = "scalar" | "segment";
+
 /** One row of the table. */
 export interface RegisterDef extends RegisterInfo {
   /** target.xml feature this register belongs to. */
   feature: string;
   source: RegisterSource;
+  emu?: EmuSlot;
 }
 
 /** gdb's standard feature names, plus this project's two for the system registers. */
@@ -47,82 +56,89 @@ export const Feature = {
   DEBUG: "org.bhyve-gdbstub.x86.debug",
 } as const;
 
-type Row = [name: string, bitsize: number, type: string, group: string | undefined, RegisterSource];
+type Row = readonly [
+  name: string,
+  bitsize: number,
+  type: string,
+  group: string | undefined,
+  source: RegisterSource,
+  emu?: EmuSlot,
+];
 
 const vmm = (id: number): RegisterSource => ({ kind: "vmm", id });
 const none: RegisterSource = { kind: "none" };
 
-const CORE: Row[] = [
-  ["rax", 64, "int64", "general", vmm(VmReg.RAX)],
-  ["rbx", 64, "int64", "general", vmm(VmReg.RBX)],
-  ["rcx", 64, "int64", "general", vmm(VmReg.RCX)],
-  ["rdx", 64, "int64", "general", vmm(VmReg.RDX)],
-  ["rsi", 64, "int64", "general", vmm(VmReg.RSI)],
-  ["rdi", 64, "int64", "general", vmm(VmReg.RDI)],
-  ["rbp", 64, "data_ptr", "general", vmm(VmReg.RBP)],
-  ["rsp", 64, "data_ptr", "general", vmm(VmReg.RSP)],
-  ["r8", 64, "int64", "general", vmm(VmReg.R8)],
-  ["r9", 64, "int64", "general", vmm(VmReg.R9)],
-  ["r10", 64, "int64", "general", vmm(VmReg.R10)],
-  ["r11", 64, "int64", "general", vmm(VmReg.R11)],
-  ["r12", 64, "int64", "general", vmm(VmReg.R12)],
-  ["r13", 64, "int64", "general", vmm(VmReg.R13)],
-  ["r14", 64, "int64", "general", vmm(VmReg.R14)],
-  ["r15", 64, "int64", "general", vmm(VmReg.R15)],
-  ["rip", 64, "code_ptr", "general", vmm(VmReg.RIP)],
-  ["eflags", 32, "i386_eflags", "general", vmm(VmReg.RFLAGS)],
-  ["cs", 32, "int32", "general", vmm(VmReg.CS)],
-  ["ss", 32, "int32", "general", vmm(VmReg.SS)],
-  ["ds", 32, "int32", "general", vmm(VmReg.DS)],
-  ["es", 32, "int32", "general", vmm(VmReg.ES)],
-  ["fs", 32, "int32", "general", vmm(VmReg.FS)],
-  ["gs", 32, "int32", "general", vmm(VmReg.GS)],
+const CORE = [
+  ["rax", 64, "int64", "general", vmm(VmReg.RAX), "scalar"],
+  ["rbx", 64, "int64", "general", vmm(VmReg.RBX), "scalar"],
+  ["rcx", 64, "int64", "general", vmm(VmReg.RCX), "scalar"],
+  ["rdx", 64, "int64", "general", vmm(VmReg.RDX), "scalar"],
+  ["rsi", 64, "int64", "general", vmm(VmReg.RSI), "scalar"],
+  ["rdi", 64, "int64", "general", vmm(VmReg.RDI), "scalar"],
+  ["rbp", 64, "data_ptr", "general", vmm(VmReg.RBP), "scalar"],
+  ["rsp", 64, "data_ptr", "general", vmm(VmReg.RSP), "scalar"],
+  ["r8", 64, "int64", "general", vmm(VmReg.R8), "scalar"],
+  ["r9", 64, "int64", "general", vmm(VmReg.R9), "scalar"],
+  ["r10", 64, "int64", "general", vmm(VmReg.R10), "scalar"],
+  ["r11", 64, "int64", "general", vmm(VmReg.R11), "scalar"],
+  ["r12", 64, "int64", "general", vmm(VmReg.R12), "scalar"],
+  ["r13", 64, "int64", "general", vmm(VmReg.R13), "scalar"],
+  ["r14", 64, "int64", "general", vmm(VmReg.R14), "scalar"],
+  ["r15", 64, "int64", "general", vmm(VmReg.R15), "scalar"],
+  ["rip", 64, "code_ptr", "general", vmm(VmReg.RIP), "scalar"],
+  ["eflags", 32, "i386_eflags", "general", vmm(VmReg.RFLAGS), "scalar"],
+  ["cs", 32, "int32", "general", vmm(VmReg.CS), "segment"],
+  ["ss", 32, "int32", "general", vmm(VmReg.SS), "segment"],
+  ["ds", 32, "int32", "general", vmm(VmReg.DS), "segment"],
+  ["es", 32, "int32", "general", vmm(VmReg.ES), "segment"],
+  ["fs", 32, "int32", "general", vmm(VmReg.FS), "segment"],
+  ["gs", 32, "int32", "general", vmm(VmReg.GS), "segment"],
   ...[0, 1, 2, 3, 4, 5, 6, 7].map((i): Row => [`st${i}`, 80, "i387_ext", "float", none]),
   ...["fctrl", "fstat", "ftag", "fiseg", "fioff", "foseg", "fooff", "fop"].map(
     (name): Row => [name, 32, "int", "float", none],
   ),
-];
+] as const satisfies readonly Row[];
 
-const SSE: Row[] = [
+const SSE = [
   ...Array.from({ length: 16 }, (_, i): Row => [`xmm${i}`, 128, "vec128", "vector", none]),
   ["mxcsr", 32, "i386_mxcsr", "vector", none],
-];
+] as const satisfies readonly Row[];
 
-const SEGMENTS: Row[] = [
+const SEGMENTS = [
   ["fs_base", 64, "int64", "system", { kind: "segbase", id: VmReg.FS_BASE, segment: VmReg.FS }],
   ["gs_base", 64, "int64", "system", { kind: "segbase", id: VmReg.GS_BASE, segment: VmReg.GS }],
-];
+] as const satisfies readonly Row[];
 
-const SYSTEM: Row[] = [
+const SYSTEM = [
   ["k_gs_base", 64, "int64", "system", { kind: "vmm15", id: VmReg.KGS_BASE }],
-  ["cr0", 64, "i386_cr0", "system", vmm(VmReg.CR0)],
-  ["cr2", 64, "data_ptr", "system", vmm(VmReg.CR2)],
-  ["cr3", 64, "int64", "system", vmm(VmReg.CR3)],
-  ["cr4", 64, "i386_cr4", "system", vmm(VmReg.CR4)],
+  ["cr0", 64, "i386_cr0", "system", vmm(VmReg.CR0), "scalar"],
+  ["cr2", 64, "data_ptr", "system", vmm(VmReg.CR2), "scalar"],
+  ["cr3", 64, "int64", "system", vmm(VmReg.CR3), "scalar"],
+  ["cr4", 64, "i386_cr4", "system", vmm(VmReg.CR4), "scalar"],
   ["cr8", 64, "int64", "system", { kind: "cr8" }],
-  ["efer", 64, "i386_efer", "system", vmm(VmReg.EFER)],
-];
+  ["efer", 64, "i386_efer", "system", vmm(VmReg.EFER), "scalar"],
+] as const satisfies readonly Row[];
 
-const DEBUG: Row[] = [
-  ["dr0", 64, "data_ptr", "system", vmm(VmReg.DR0)],
-  ["dr1", 64, "data_ptr", "system", vmm(VmReg.DR1)],
-  ["dr2", 64, "data_ptr", "system", vmm(VmReg.DR2)],
-  ["dr3", 64, "data_ptr", "system", vmm(VmReg.DR3)],
-  ["dr6", 64, "int64", "system", vmm(VmReg.DR6)],
-  ["dr7", 64, "int64", "system", vmm(VmReg.DR7)],
+const DEBUG = [
+  ["dr0", 64, "data_ptr", "system", vmm(VmReg.DR0), "scalar"],
+  ["dr1", 64, "data_ptr", "system", vmm(VmReg.DR1), "scalar"],
+  ["dr2", 64, "data_ptr", "system", vmm(VmReg.DR2), "scalar"],
+  ["dr3", 64, "data_ptr", "system", vmm(VmReg.DR3), "scalar"],
+  ["dr6", 64, "int64", "system", vmm(VmReg.DR6), "scalar"],
+  ["dr7", 64, "int64", "system", vmm(VmReg.DR7), "scalar"],
   ["gdtr_base", 64, "data_ptr", "system", { kind: "desc", segment: VmReg.GDTR, field: "base" }],
   ["gdtr_limit", 32, "int32", "system", { kind: "desc", segment: VmReg.GDTR, field: "limit" }],
   ["idtr_base", 64, "data_ptr", "system", { kind: "desc", segment: VmReg.IDTR, field: "base" }],
   ["idtr_limit", 32, "int32", "system", { kind: "desc", segment: VmReg.IDTR, field: "limit" }],
-  ["ldtr", 32, "int32", "system", vmm(VmReg.LDTR)],
-  ["tr", 32, "int32", "system", vmm(VmReg.TR)],
-];
+  ["ldtr", 32, "int32", "system", vmm(VmReg.LDTR), "segment"],
+  ["tr", 32, "int32", "system", vmm(VmReg.TR), "segment"],
+] as const satisfies readonly Row[];
 
 /** How many leading registers travel in `g`: gdb's core and SSE sets (rax … mxcsr). */
 export const G_REGISTER_COUNT = CORE.length + SSE.length;
 
 function build(): RegisterDef[] {
-  const groups: [string, Row[]][] = [
+  const groups: [string, readonly Row[]][] = [
     [Feature.CORE, CORE],
     [Feature.SSE, SSE],
     [Feature.SEGMENTS, SEGMENTS],
@@ -131,7 +147,7 @@ function build(): RegisterDef[] {
   ];
   const defs: RegisterDef[] = [];
   for (const [feature, rows] of groups) {
-    for (const [name, bitsize, type, group, source] of rows) {
+    for (const [name, bitsize, type, group, source, emu] of rows) {
       const regnum = defs.length;
       const def: RegisterDef = {
         name,
@@ -143,6 +159,7 @@ function build(): RegisterDef[] {
         source,
       };
       if (group !== undefined) def.group = group;
+      if (emu !== undefined) def.emu = emu;
       defs.push(def);
     }
   }
@@ -151,6 +168,25 @@ function build(): RegisterDef[] {
 
 /** Every register, indexed by gdb register number. */
 export const REGISTERS: readonly RegisterDef[] = build();
+
+type AnyRow =
+  | typeof CORE[number]
+  | typeof SSE[number]
+  | typeof SEGMENTS[number]
+  | typeof SYSTEM[number]
+  | typeof DEBUG[number];
+
+/** The gdb names of the registers emulated execution carries as plain values. */
+export type EmulatedScalar = Extract<AnyRow, { 5: "scalar" }>[0];
+/** The gdb names of the segment registers emulated execution carries with their hidden parts. */
+export type EmulatedSegment = Extract<AnyRow, { 5: "segment" }>[0];
+
+/** Rows marked "scalar", in table order (the general registers and RIP, RFLAGS come first). */
+export const EMULATED_SCALARS = REGISTERS.filter((r) => r.emu === "scalar")
+  .map((r) => r.name) as readonly EmulatedScalar[];
+/** Rows marked "segment", in table order. */
+export const EMULATED_SEGMENTS = REGISTERS.filter((r) => r.emu === "segment")
+  .map((r) => r.name) as readonly EmulatedSegment[];
 
 /** Looks a register up by gdb name. */
 export function registerByName(name: string): RegisterDef | undefined {

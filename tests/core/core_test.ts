@@ -3,7 +3,14 @@
  * including more PT_LOADs than e_phnum can count (PN_XNUM) and the note layout gdb relies on.
  */
 import assert from "node:assert/strict";
-import { type CoreSource, type CpuState, saveCore, type SegmentState } from "../../core/mod.ts";
+import {
+  CoreFile,
+  type CoreSource,
+  type CpuState,
+  discardUnfinished,
+  saveCore,
+  type SegmentState,
+} from "../../core/mod.ts";
 import { prstatus, PRSTATUS_SIZE, QEMU_CPU_STATE_SIZE, qemuCpuState } from "../../core/notes.ts";
 import { nonZeroRuns } from "../../core/writer.ts";
 import { readelf } from "../helpers/core_image.ts";
@@ -108,6 +115,23 @@ Deno.test("more than 65534 PT_LOADs: e_phnum is PN_XNUM and section 0 holds the 
     const { output } = await runGdb([`core-file ${dir}/many.core`, "info threads", `x/s ${last}`]);
     assert.match(output, /2 +LWP 2/);
     assert.match(output, /"last page"/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("discardUnfinished removes this process's unpublished cores for a name, nothing else", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/vm.core`;
+    const unfinished = await CoreFile.create(path);
+    const others = [`${dir}/.vm.core.1.abc.part`, `${dir}/.other.core.${Deno.pid}.abc.part`, path];
+    for (const other of others) await Deno.writeTextFile(other, "not ours to remove");
+    assert.equal(discardUnfinished(path), 1);
+    const left = [...Deno.readDirSync(dir)].map((e) => `${dir}/${e.name}`).sort();
+    assert.deepEqual(left, [...others].sort());
+    unfinished.discard(); // already gone: no error
+    assert.equal(discardUnfinished(`${dir}/missing/vm.core`), 0);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -7,17 +7,12 @@
  *
  * @module
  */
-import {
-  type CpuState,
-  type Emulator,
-  type RamImage,
-  type Scalar,
-  SCALARS,
-} from "../../emu/emulator.ts";
+import type { CpuState, Emulator, RamImage, Scalar } from "../../emu/emulator.ts";
 import type { EmulatorLibrary } from "../../ffi/emulator.ts";
+import { EMULATED_SCALARS as SCALARS } from "../../vmm/registers.ts";
 import type { QemuReference } from "./qemu_reference.ts";
 
-/** The general registers, RIP and RFLAGS: the head of the emulator's own register list. */
+/** The general registers, RIP and RFLAGS: the head of the register table's emulated scalars. */
 const COMPARED: readonly Scalar[] = SCALARS.slice(0, SCALARS.indexOf("eflags") + 1);
 
 /** What a differential run found. */

@@ -12,10 +12,10 @@
 import assert from "node:assert/strict";
 import { runGdb } from "../helpers/gdb.ts";
 import { runLldb } from "../helpers/lldb.ts";
-import { TestVm, testvmBuilt } from "../helpers/testvm.ts";
+import { testvmBuilt } from "../helpers/testvm.ts";
 import { RawClient } from "../rsp/tcp_client.ts";
 import * as L from "../testvm/layout.ts";
-import { Observer, Server, sleep, until } from "./harness.ts";
+import { RunningVm, Server, sleep, until } from "./harness.ts";
 
 const ignore = !testvmBuilt();
 const CPUS = 2;
@@ -23,13 +23,6 @@ const CPUS = 2;
 const DUMP = `0x${L.DMAP_VBASE.toString(16)} 0x${(L.DMAP_VBASE + (48n << 20n)).toString(16)}`;
 /** The server's packet log (debug level) shows gdb reading the dump's memory. */
 const DUMPING = new RegExp(`<- m${L.DMAP_VBASE.toString(16)},`);
-
-async function runningVm(): Promise<{ vm: TestVm; observer: Observer }> {
-  const vm = await TestVm.start({ cpus: CPUS, mem: "64M" });
-  const observer = new Observer(vm);
-  await observer.allRunning(CPUS);
-  return { vm, observer };
-}
 
 /** gdb in batch mode as a child process the test can signal; output collected. */
 function spawnGdb(commands: string[]): { child: Deno.ChildProcess; output: () => Promise<string> } {
@@ -57,31 +50,27 @@ Deno.test({
   name: "main.ts: a packet sent one byte a second is dropped by its first byte's deadline",
   ignore,
   async fn() {
-    const { vm, observer } = await runningVm();
+    await using running = await RunningVm.start(CPUS);
+    const { vm, observer } = running;
+    await using server = await Server.start(vm, { args: ["--stall-timeout", "3s"] });
+    const client = await RawClient.connect(server.port);
+    assert.equal(await client.ask("?"), "T05thread:1;");
+    assert.deepEqual(observer.debugCpus(), [0, 1]);
+    let sent = 0;
     try {
-      await using server = await Server.start(vm, { args: ["--stall-timeout", "3s"] });
-      const client = await RawClient.connect(server.port);
-      assert.equal(await client.ask("?"), "T05thread:1;");
-      assert.deepEqual(observer.debugCpus(), [0, 1]);
-      let sent = 0;
-      try {
-        await client.write("$m0,");
-        // 20 bytes a second apart: each within 3 s of the last, the packet 20 s long.
-        for (; sent < 20 && observer.debugCpus().length > 0; sent++) {
-          await client.write("0");
-          await sleep(1000);
-        }
-      } catch {
-        // the server hung up under the writer
+      await client.write("$m0,");
+      // 20 bytes a second apart: each within 3 s of the last, the packet 20 s long.
+      for (; sent < 20 && observer.debugCpus().length > 0; sent++) {
+        await client.write("0");
+        await sleep(1000);
       }
-      await observer.allRunning(CPUS, 10_000);
-      assert.ok(sent < 20, `held for ${sent} s by a packet that never ends`);
-      assert.match(server.stderr, /has not finished a packet in 3 s: dropping the connection/);
-      client.close();
-    } finally {
-      observer[Symbol.dispose]();
-      await vm.stop();
+    } catch {
+      // the server hung up under the writer
     }
+    await observer.allRunning(CPUS, 10_000);
+    assert.ok(sent < 20, `held for ${sent} s by a packet that never ends`);
+    assert.match(server.stderr, /has not finished a packet in 3 s: dropping the connection/);
+    client.close();
   },
 });
 
@@ -90,7 +79,8 @@ for (const mode of ["--max-hold"] as const) {
     name: `main.ts: a SIGSTOPped gdb mid-dump does not keep the guest (${mode} 3s)`,
     ignore,
     async fn() {
-      const { vm, observer } = await runningVm();
+      await using running = await RunningVm.start(CPUS);
+      const { vm, observer } = running;
       const file = await Deno.makeTempFile();
       try {
         await using server = await Server.start(vm, { args: [mode, "3s"], logLevel: "debug" });
@@ -118,8 +108,6 @@ for (const mode of ["--max-hold"] as const) {
         assert.doesNotMatch(output, /Invalid hex digit/, output);
         await observer.counting(CPUS);
       } finally {
-        observer[Symbol.dispose]();
-        await vm.stop();
         await Deno.remove(file).catch(() => {});
       }
     },
@@ -130,32 +118,28 @@ Deno.test({
   name: "main.ts: monitor phys on does not reach the next debugger",
   ignore,
   async fn() {
-    const { vm, observer } = await runningVm();
-    try {
-      await using server = await Server.start(vm);
-      const at = `0x${L.LAYOUT_VA.toString(16)}`;
-      const first = await runGdb([
-        `target remote 127.0.0.1:${server.port}`,
-        "monitor phys on",
-        `x/2xw ${at}`,
-        "detach",
-      ]);
-      assert.match(first.output, /Memory addresses are guest-physical/);
-      assert.match(first.output, new RegExp(`Cannot access memory at address ${at}`));
-      const second = await runGdb([
-        `target remote 127.0.0.1:${server.port}`,
-        "monitor phys",
-        `x/2xw ${at}`,
-        "detach",
-      ]);
-      assert.match(second.output, /Memory addresses are guest-virtual/);
-      // The guest's magic "TESTVM01", read through the page tables again.
-      assert.match(second.output, /:\s+0x54534554\s+0x31304d56/, second.output);
-      await observer.allRunning(CPUS);
-    } finally {
-      observer[Symbol.dispose]();
-      await vm.stop();
-    }
+    await using running = await RunningVm.start(CPUS);
+    const { vm, observer } = running;
+    await using server = await Server.start(vm);
+    const at = `0x${L.LAYOUT_VA.toString(16)}`;
+    const first = await runGdb([
+      `target remote 127.0.0.1:${server.port}`,
+      "monitor phys on",
+      `x/2xw ${at}`,
+      "detach",
+    ]);
+    assert.match(first.output, /Memory addresses are guest-physical/);
+    assert.match(first.output, new RegExp(`Cannot access memory at address ${at}`));
+    const second = await runGdb([
+      `target remote 127.0.0.1:${server.port}`,
+      "monitor phys",
+      `x/2xw ${at}`,
+      "detach",
+    ]);
+    assert.match(second.output, /Memory addresses are guest-virtual/);
+    // The guest's magic "TESTVM01", read through the page tables again.
+    assert.match(second.output, /:\s+0x54534554\s+0x31304d56/, second.output);
+    await observer.allRunning(CPUS);
   },
 });
 
@@ -163,7 +147,8 @@ Deno.test({
   name: "main.ts: the VM killed mid-dump: gdb says Cannot access memory, then that it is gone",
   ignore,
   async fn() {
-    const { vm, observer } = await runningVm();
+    await using running = await RunningVm.start(CPUS);
+    const { vm, observer } = running;
     const file = await Deno.makeTempFile();
     try {
       await using server = await Server.start(vm, { logLevel: "debug" });
@@ -186,7 +171,6 @@ Deno.test({
       const status = await server.exited(20_000);
       assert.equal(status?.code, 1, server.stderr);
     } finally {
-      await vm.stop();
       await Deno.remove(file).catch(() => {});
     }
   },
@@ -196,31 +180,27 @@ Deno.test({
   name: "main.ts: a second gdb and a second lldb are refused in words they show",
   ignore,
   async fn() {
-    const { vm, observer } = await runningVm();
-    try {
-      await using server = await Server.start(vm);
-      const first = await RawClient.connect(server.port);
-      assert.equal(await first.ask("?"), "T05thread:1;");
-      const where = `127.0.0.1:${server.port}`;
-      const gdb = await runGdb([`target remote ${where}`]);
-      assert.match(
-        gdb.output,
-        /Remote failure reply: E\.The VM is already being debugged by another debugger/,
-      );
-      const lldb = await runLldb([`gdb-remote ${where}`, "process status"]);
-      assert.match(
-        lldb.output,
-        /stop reason = The VM is already being debugged by another debugger/,
-        lldb.output,
-      );
-      assert.deepEqual(observer.debugCpus(), [0, 1], "still held for the first debugger");
-      assert.equal(await first.ask("qfThreadInfo"), "m1,2");
-      assert.equal(await first.ask("D"), "OK");
-      first.close();
-      await observer.allRunning(CPUS);
-    } finally {
-      observer[Symbol.dispose]();
-      await vm.stop();
-    }
+    await using running = await RunningVm.start(CPUS);
+    const { vm, observer } = running;
+    await using server = await Server.start(vm);
+    const first = await RawClient.connect(server.port);
+    assert.equal(await first.ask("?"), "T05thread:1;");
+    const where = `127.0.0.1:${server.port}`;
+    const gdb = await runGdb([`target remote ${where}`]);
+    assert.match(
+      gdb.output,
+      /Remote failure reply: E\.The VM is already being debugged by another debugger/,
+    );
+    const lldb = await runLldb([`gdb-remote ${where}`, "process status"]);
+    assert.match(
+      lldb.output,
+      /stop reason = The VM is already being debugged by another debugger/,
+      lldb.output,
+    );
+    assert.deepEqual(observer.debugCpus(), [0, 1], "still held for the first debugger");
+    assert.equal(await first.ask("qfThreadInfo"), "m1,2");
+    assert.equal(await first.ask("D"), "OK");
+    first.close();
+    await observer.allRunning(CPUS);
   },
 });

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { TestVm, testvmBuilt } from "../helpers/testvm.ts";
 import { RawClient } from "../rsp/tcp_client.ts";
 import * as L from "../testvm/layout.ts";
-import { freePort, MAIN, Observer, Server } from "./harness.ts";
+import { freePort, MAIN, RunningVm, Server } from "./harness.ts";
 
 const ignore = !testvmBuilt();
 const CPUS = 2;
@@ -61,9 +61,8 @@ Deno.test({
   name: "no guest writes: G, P, M, X are refused and guest memory and registers are unchanged",
   ignore,
   async fn() {
-    await using vm = await TestVm.start({ cpus: CPUS, mem: "64M" });
-    using observer = new Observer(vm);
-    await observer.allRunning(CPUS);
+    await using running = await RunningVm.start(CPUS);
+    const { vm, observer } = running;
     await using server = await Server.start(vm);
     const client = await RawClient.connect(server.port);
     try {

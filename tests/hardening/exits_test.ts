@@ -5,12 +5,11 @@
  * `bhyve-gdbstub release`, never touching bhyve's own parked AP.
  */
 import assert from "node:assert/strict";
-import { RUN_PERMISSIONS } from "../../cli.ts";
 import { parseHoldRecord } from "../../vmm/hold_record.ts";
-import { LIBVMMAPI, TestVm, testvmBuilt } from "../helpers/testvm.ts";
+import { TestVm, testvmBuilt } from "../helpers/testvm.ts";
 import { RawClient } from "../rsp/tcp_client.ts";
 import * as L from "../testvm/layout.ts";
-import { freePort, MAIN, Observer, Server, until } from "./harness.ts";
+import { freePort, Observer, runMain, RunningVm, Server, until } from "./harness.ts";
 
 const ignore = !testvmBuilt();
 const CPUS = 2;
@@ -22,13 +21,6 @@ async function attach(server: Server, observer: Observer, cpus: number[]): Promi
   assert.equal(await client.ask("?"), "T05thread:1;");
   assert.deepEqual(observer.debugCpus(), cpus, "the attach holds the VM");
   return client;
-}
-
-/** An observer of `vm`, once all its vCPUs run. */
-async function running(vm: TestVm): Promise<Observer> {
-  const observer = new Observer(vm);
-  await observer.allRunning(CPUS);
-  return observer;
 }
 
 /** Waits for the server to exit; returns its status. */
@@ -54,8 +46,8 @@ Deno.test({
   name: "every terminating signal while a debugger holds the VM: the guest runs, exit 0",
   ignore,
   async fn() {
-    await using vm = await TestVm.start({ cpus: CPUS, mem: "64M" });
-    using observer = await running(vm);
+    await using running = await RunningVm.start(CPUS);
+    const { vm, observer } = running;
     for (const signal of SIGNALS) {
       const server = await Server.start(vm);
       try {
@@ -78,8 +70,8 @@ Deno.test({
   name: "SIGPIPE does not end the server (Deno ignores it): the session goes on",
   ignore,
   async fn() {
-    await using vm = await TestVm.start({ cpus: CPUS, mem: "64M" });
-    using observer = await running(vm);
+    await using running = await RunningVm.start(CPUS);
+    const { vm, observer } = running;
     await using server = await Server.start(vm);
     const client = await attach(server, observer, [0, 1]);
     server.process.kill("SIGPIPE");
@@ -96,9 +88,8 @@ for (const fault of ["error", "rejection"]) {
     name: `an uncaught ${fault} while the VM is held: released, one line, exit 1`,
     ignore,
     async fn() {
-      await using vm = await TestVm.start({ cpus: CPUS, mem: "64M" });
-      using observer = new Observer(vm);
-      await observer.allRunning(CPUS);
+      await using running = await RunningVm.start(CPUS);
+      const { vm, observer } = running;
       await using server = await Server.start(vm, {
         main: CRASHING_MAIN,
         env: { BHYVE_GDBSTUB_FAULT: fault },
@@ -122,24 +113,8 @@ for (const fault of ["error", "rejection"]) {
 }
 
 /** `bhyve-gdbstub release --vm NAME`, as a user runs it. */
-async function release(vm: TestVm): Promise<{ code: number; stderr: string }> {
-  const output = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      ...RUN_PERMISSIONS,
-      MAIN,
-      "release",
-      "--vm",
-      vm.name,
-      "--vmmapi",
-      LIBVMMAPI["0200"],
-    ],
-    env: { TESTVM_DIR: vm.dir, NO_COLOR: "1", BHYVE_GDBSTUB_LOCK_DIR: vm.dir },
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-  }).output();
-  return { code: output.code, stderr: new TextDecoder().decode(output.stderr) };
+function release(vm: TestVm): Promise<{ code: number; stderr: string }> {
+  return runMain(vm, ["release", "--vm", vm.name]);
 }
 
 /** The demo guest with 4 vCPUs: PARKED_CPU stays in bhyve's debug set (never started). */
@@ -214,39 +189,13 @@ Deno.test({
 });
 
 /** main.ts in `w` mode, waiting for a VM that does not exist yet (holds nothing; no KVM needed). */
-async function waitingServer(
-  dir: string,
-  main = MAIN,
-  fault = "error",
-): Promise<{ child: Deno.ChildProcess; stderr: () => Promise<string> }> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      ...RUN_PERMISSIONS,
-      main,
-      "--vm",
-      "absent",
-      "-G",
-      `w127.0.0.1:${freePort()}`,
-      "--vmmapi",
-      LIBVMMAPI["0200"],
-    ],
-    env: {
-      TESTVM_DIR: dir,
-      NO_COLOR: "1",
-      BHYVE_GDBSTUB_LOCK_DIR: dir,
-      BHYVE_GDBSTUB_FAULT: fault,
-    },
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  let text = "";
-  const done = (async () => {
-    for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) text += chunk;
-  })();
-  await until(() => /waiting for VM absent/.test(text), "the waiting line", 30_000);
-  return { child, stderr: async () => (await done, text) };
+function waitingServer(dir: string, main?: string, fault = "error"): Promise<Server> {
+  return Server.start({ name: "absent", dir }, {
+    listen: `w127.0.0.1:${freePort()}`,
+    ready: /waiting for VM absent/,
+    env: { BHYVE_GDBSTUB_FAULT: fault },
+    ...(main === undefined ? {} : { main }),
+  });
 }
 
 Deno.test({
@@ -256,25 +205,20 @@ Deno.test({
     const dir = await Deno.makeTempDir();
     try {
       for (const signal of ["SIGHUP", "SIGUSR1", "SIGALRM"] as Deno.Signal[]) {
-        const server = await waitingServer(dir);
-        server.child.kill(signal);
-        assert.equal((await server.child.status).code, 0, signal);
-        assert.match(
-          await server.stderr(),
-          new RegExp(`${signal}: releasing the guest and exiting`),
-        );
+        await using server = await waitingServer(dir);
+        server.process.kill(signal);
+        assert.equal((await exitOf(server)).code, 0, signal);
+        assert.match(server.stderr, new RegExp(`${signal}: releasing the guest and exiting`));
       }
       const said = {
         error: "internal error: injected error",
         rejection: "internal error (unhandled rejection): injected rejection",
       };
       for (const [fault, words] of Object.entries(said)) {
-        const crashing = await waitingServer(dir, CRASHING_MAIN, fault);
-        crashing.child.kill("SIGWINCH");
-        assert.equal((await crashing.child.status).code, 1);
-        const lines = (await crashing.stderr()).split("\n").filter((l) =>
-          l.startsWith("bhyve-gdbstub:")
-        );
+        await using crashing = await waitingServer(dir, CRASHING_MAIN, fault);
+        crashing.process.kill("SIGWINCH");
+        assert.equal((await exitOf(crashing)).code, 1);
+        const lines = crashing.stderr.split("\n").filter((l) => l.startsWith("bhyve-gdbstub:"));
         assert.equal(lines.at(-1), `bhyve-gdbstub: ${words}; nothing was held; exiting`);
       }
     } finally {

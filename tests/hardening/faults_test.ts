@@ -5,34 +5,35 @@
  * per-vCPU counters, which move only while a vCPU runs.
  */
 import assert from "node:assert/strict";
-import { TestVm, testvmBuilt } from "../helpers/testvm.ts";
+import { type TestVm, testvmBuilt } from "../helpers/testvm.ts";
 import { RawClient } from "../rsp/tcp_client.ts";
-import { Observer, packet, Server, sleep, until } from "./harness.ts";
+import { type Observer, packet, RunningVm, Server, sleep, until } from "./harness.ts";
 
 const ignore = !testvmBuilt();
 const CPUS = 2;
 
+interface Setup {
+  running: RunningVm;
+  vm: TestVm;
+  server: Server;
+  observer: Observer;
+}
+
 /** A test VM with every vCPU booted and running, the server on it, and an observer. */
-async function setUp(
-  logLevel = "info",
-): Promise<{ vm: TestVm; server: Server; observer: Observer }> {
-  const vm = await TestVm.start({ cpus: CPUS, mem: "64M" });
-  const observer = new Observer(vm);
+async function setUp(logLevel = "info"): Promise<Setup> {
+  const running = await RunningVm.start(CPUS);
   try {
-    await observer.allRunning(CPUS);
-    const server = await Server.start(vm, { logLevel });
-    return { vm, server, observer };
+    const server = await Server.start(running.vm, { logLevel });
+    return { running, vm: running.vm, server, observer: running.observer };
   } catch (error) {
-    observer[Symbol.dispose]();
-    await vm.stop();
+    await running[Symbol.asyncDispose]();
     throw error;
   }
 }
 
-async function tearDown(s: { vm: TestVm; server: Server; observer: Observer }): Promise<void> {
+async function tearDown(s: Setup): Promise<void> {
   await s.server.kill();
-  s.observer[Symbol.dispose]();
-  await s.vm.stop();
+  await s.running[Symbol.asyncDispose]();
 }
 
 /** A debugger in its own process, attached (the VM held), that the test can SIGKILL. */

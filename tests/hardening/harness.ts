@@ -9,7 +9,7 @@ import { loadVmmapi } from "../../ffi/mod.ts";
 import type { VmHandle, Vmmapi } from "../../vmm/mod.ts";
 import { RUN_PERMISSIONS } from "../../cli.ts";
 import { freePort } from "../helpers/stub.ts";
-import { LIBVMMAPI, type TestVm } from "../helpers/testvm.ts";
+import { LIBVMMAPI, TestVm } from "../helpers/testvm.ts";
 import * as L from "../testvm/layout.ts";
 
 /** main.ts, or a variant to try (HARDENING_MAIN=path, e.g. a patch before it lands). */
@@ -36,16 +36,57 @@ export async function until(
 
 export { freePort } from "../helpers/stub.ts";
 
-export interface ServerOptions {
+/** The VM a command names: a running test VM, or one that does not exist yet (`w` mode). */
+export type VmRef = Pick<TestVm, "name" | "dir">;
+
+/** How main.ts is run, for the server and the subcommands alike. */
+export interface MainOptions {
+  env?: Record<string, string>;
+  generation?: "0200" | "0103";
+  /** The program to run instead of {@link MAIN} (a wrapper around the real main()). */
+  main?: string;
+}
+
+export interface ServerOptions extends MainOptions {
   /** -G argument; default 127.0.0.1:<free port>. */
   listen?: string;
   logLevel?: string;
-  env?: Record<string, string>;
-  generation?: "0200" | "0103";
   /** More arguments for main.ts (e.g. --max-hold 2s). */
   args?: string[];
-  /** The program to run instead of {@link MAIN} (a wrapper around the real main()). */
-  main?: string;
+  /** The line that says the server is up; default its "serving VM" line. */
+  ready?: RegExp;
+}
+
+/**
+ * main.ts with `args` about `vm`, as a user runs it: its permissions, the test VM's libvmmapi,
+ * the lock file in the VM's directory.
+ */
+function mainCommand(vm: VmRef, args: string[], options: MainOptions): Deno.Command {
+  return new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      ...RUN_PERMISSIONS,
+      options.main ?? MAIN,
+      ...args,
+      "--vmmapi",
+      LIBVMMAPI[options.generation ?? "0200"],
+    ],
+    cwd: ROOT,
+    env: { TESTVM_DIR: vm.dir, NO_COLOR: "1", BHYVE_GDBSTUB_LOCK_DIR: vm.dir, ...options.env },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  });
+}
+
+/** Runs a subcommand of main.ts to its end (e.g. `release --vm NAME`). */
+export async function runMain(
+  vm: VmRef,
+  args: string[],
+  options: MainOptions = {},
+): Promise<{ code: number; stderr: string }> {
+  const output = await mainCommand(vm, args, options).output();
+  return { code: output.code, stderr: new TextDecoder().decode(output.stderr) };
 }
 
 /** main.ts serving a test VM, as a user runs it. */
@@ -68,42 +109,30 @@ export class Server implements AsyncDisposable {
     return this.process.pid;
   }
 
-  /** Starts main.ts and waits for its "serving VM" line. */
-  static async start(vm: TestVm, options: ServerOptions = {}): Promise<Server> {
+  /** Starts main.ts and waits for its "serving VM" line (or `options.ready`). */
+  static async start(vm: VmRef, options: ServerOptions = {}): Promise<Server> {
     const port = freePort();
     const listen = options.listen ?? `127.0.0.1:${port}`;
-    const process = new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        ...RUN_PERMISSIONS,
-        options.main ?? MAIN,
-        "--vm",
-        vm.name,
-        "-G",
-        listen,
-        "--vmmapi",
-        LIBVMMAPI[options.generation ?? "0200"],
-        "--log-level",
-        options.logLevel ?? "info",
-        ...(options.args ?? []),
-      ],
-      cwd: ROOT,
-      // The lock file (once main.ts takes one) goes with the VM's temporary directory.
-      env: { TESTVM_DIR: vm.dir, NO_COLOR: "1", BHYVE_GDBSTUB_LOCK_DIR: vm.dir, ...options.env },
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
+    const ready = options.ready ?? /serving VM/;
+    const process = mainCommand(vm, [
+      "--vm",
+      vm.name,
+      "-G",
+      listen,
+      "--log-level",
+      options.logLevel ?? "info",
+      ...(options.args ?? []),
+    ], options).spawn();
     const server = new Server(process, Number(/(\d+)$/.exec(listen)?.[1] ?? port));
     let exited = false;
     process.status.then(() => exited = true);
     try {
       await until(
         () => {
-          if (exited) throw new Error(`main.ts exited before serving`);
-          return /serving VM/.test(server.stderr);
+          if (exited) throw new Error(`main.ts exited before its line ${ready}`);
+          return ready.test(server.stderr);
         },
-        "the server's 'serving VM' line",
+        `the server's line ${ready}`,
         30_000,
       );
     } catch (error) {
@@ -167,6 +196,7 @@ export class Server implements AsyncDisposable {
 export class Observer implements Disposable {
   readonly #api: Vmmapi;
   readonly vm: VmHandle;
+  #closed = false;
 
   constructor(testVm: TestVm) {
     testVm.useDirHere();
@@ -207,13 +237,41 @@ export class Observer implements Disposable {
     );
   }
 
+  /** Closes the VM and the library; once (a test may close it before it kills the VM). */
   [Symbol.dispose](): void {
+    if (this.#closed) return;
+    this.#closed = true;
     try {
       this.vm.close();
     } catch {
       // the VM may be gone
     }
     this.#api.close();
+  }
+}
+
+/** A test VM whose vCPUs all run, and an {@link Observer} of it; disposing stops both. */
+export class RunningVm implements AsyncDisposable {
+  private constructor(readonly vm: TestVm, readonly observer: Observer) {}
+
+  /** Boots the demo guest on `cpus` vCPUs and waits until every one of them runs. */
+  static async start(cpus: number, mem = "64M"): Promise<RunningVm> {
+    const vm = await TestVm.start({ cpus, mem });
+    let observer: Observer | undefined;
+    try {
+      observer = new Observer(vm);
+      await observer.allRunning(cpus);
+      return new RunningVm(vm, observer);
+    } catch (error) {
+      observer?.[Symbol.dispose]();
+      await vm.stop();
+      throw error;
+    }
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.observer[Symbol.dispose]();
+    await this.vm.stop();
   }
 }
 

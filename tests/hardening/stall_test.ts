@@ -8,9 +8,9 @@ import assert from "node:assert/strict";
 import { loadVmmapi } from "../../ffi/mod.ts";
 import { serve } from "../../rsp/server.ts";
 import { openTarget } from "../../vmm/mod.ts";
-import { LIBVMMAPI, TestVm, testvmBuilt } from "../helpers/testvm.ts";
+import { LIBVMMAPI, testvmBuilt } from "../helpers/testvm.ts";
 import { RawClient } from "../rsp/tcp_client.ts";
-import { Observer, packet, until } from "./harness.ts";
+import { type Observer, packet, RunningVm, until } from "./harness.ts";
 
 const ignore = !testvmBuilt();
 const CPUS = 2;
@@ -19,9 +19,8 @@ const STALL_MS = 1000;
 async function withServer(
   fn: (port: number, observer: Observer) => Promise<void>,
 ): Promise<void> {
-  await using vm = await TestVm.start({ cpus: CPUS, mem: "64M" });
-  using observer = new Observer(vm);
-  await observer.allRunning(CPUS);
+  await using running = await RunningVm.start(CPUS);
+  const { vm, observer } = running;
   const api = loadVmmapi({ path: LIBVMMAPI["0200"] });
   const target = openTarget(api, vm.name);
   const server = serve(target, { hostname: "127.0.0.1", port: 0, stallTimeoutMs: STALL_MS });

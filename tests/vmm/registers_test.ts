@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
 import {
+  EMULATED_SCALARS,
+  EMULATED_SEGMENTS,
   encodeRegister,
   Feature,
   G_REGISTER_COUNT,
@@ -103,6 +105,28 @@ Deno.test("the description groups registers into features, in order, with their 
     }
   }
   assert.equal(core!.registers.find((r) => r.name === "st0")?.type, "i387_ext");
+});
+
+Deno.test("emulated execution carries the table's rows marked for it, each read by vm_get_register", () => {
+  // The general registers, RIP and RFLAGS lead (the differential test compares that head).
+  assert.deepEqual(EMULATED_SCALARS.slice(0, 18), GDB_AMD64_CORE.slice(0, 18));
+  assert.deepEqual(EMULATED_SCALARS.slice(18), [
+    "cr0",
+    "cr2",
+    "cr3",
+    "cr4",
+    "efer",
+    "dr0",
+    "dr1",
+    "dr2",
+    "dr3",
+    "dr6",
+    "dr7",
+  ]);
+  assert.deepEqual(EMULATED_SEGMENTS, ["cs", "ss", "ds", "es", "fs", "gs", "ldtr", "tr"]);
+  for (const name of [...EMULATED_SCALARS, ...EMULATED_SEGMENTS]) {
+    assert.equal(registerByName(name)?.source.kind, "vmm", name);
+  }
 });
 
 Deno.test("encodeRegister writes little-endian bytes of the register's width", () => {
