@@ -27,6 +27,15 @@ export const MMIO_REG_ID = 0x0n;
 export const MMIO_REG_READS = 0x8n;
 /** Value of the MMIO id register. */
 export const MMIO_ID = 0x544d_4d31n;
+/** The framebuffer segment (--fbuf), mapped at its BAR; read through its devmem node. */
+export const FBUF_GPA = 0xc000_0000n;
+/** The string at the framebuffer's start. */
+export const FBUF_SIGNATURE = "testvm framebuffer";
+/** Known 32-bit pixels at FBUF_GPA + FBUF_PIXELS_OFF: {@link fbufPixel}(0 .. FBUF_NPIXELS-1). */
+export const FBUF_PIXELS_OFF = 0x40n;
+export const FBUF_NPIXELS = 8;
+/** Pixel `i` of that row (testvm_abi.h TVM_FBUF_PIXEL). */
+export const fbufPixel = (i: number): number => 0xfb00_0000 + i * 0x0001_0101;
 /** In-kernel local APIC, readable through vm_readwrite_kernemu_device. */
 export const LAPIC_GPA = 0xfee0_0000n;
 /** Local APIC register offsets (32-bit registers at 16-byte strides). */

@@ -66,6 +66,18 @@
 #define TVM_BOOTROM_GPA		TVM_U64(0xffff0000)
 #define TVM_BOOTROM_SIGNATURE	"testvm boot ROM"
 
+/*
+ * The framebuffer (--fbuf): bhyve's fbuf device memory ("framebuffer"),
+ * mapped at its BAR, the first address of bhyve's 32-bit PCI window.  The
+ * test VM writes a signature at its start and TVM_FBUF_NPIXELS known
+ * 32-bit pixels at TVM_FBUF_PIXELS_OFF (hv/fbuf.c).
+ */
+#define TVM_FBUF_GPA		TVM_U64(0xc0000000)
+#define TVM_FBUF_SIGNATURE	"testvm framebuffer"
+#define TVM_FBUF_PIXELS_OFF	0x40
+#define TVM_FBUF_NPIXELS	8
+#define TVM_FBUF_PIXEL(i)	(0xfb000000u + (uint32_t)(i) * 0x00010101u)
+
 /* In-kernel local APIC (KVM's, standing in for vmm.ko's vlapic). */
 #define TVM_LAPIC_GPA		TVM_U64(0xfee00000)
 
