@@ -91,6 +91,10 @@ export const OFF_LIVE_GBPAGES = 0x30n; // u32: live tables use 1 GiB pages
 export const OFF_PAE_ACTIVE = 0x34n; // u32: vCPU 2 got PAE paging
 export const OFF_PAE_ROOT = 0x38n; // u64: PAE PDPT
 export const OFF_LEGACY32_ROOT = 0x40n; // u64: spare 2-level 32-bit directory
+export const OFF_INIT_AP = 0x48n; // u32: a test writes vCPU n, the BSP sends it an INIT
+export const OFF_INIT_SENT = 0x4cn; // u32: n, once that INIT is sent
+export const OFF_SIPI_AP = 0x50n; // u32: a test writes vCPU n, the BSP sends it a SIPI
+export const OFF_SIPI_SENT = 0x54n; // u32: n, once that SIPI is sent
 export const OFF_PERCPU = 0x80n; // struct percpu[GUEST_MAXCPU]
 
 export const PERCPU_SIZE = 0x40n;

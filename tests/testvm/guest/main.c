@@ -78,6 +78,26 @@ bsp_chores(void)
 		layout.ap_spinup_sent = 1;
 		start_ap(PARKED_CPU);
 	}
+	/*
+	 * INIT, then later SIPI, to a running AP: as a kernel that takes a
+	 * CPU offline and brings it back.  bhyve parks the AP in the debug
+	 * set at the INIT and resumes it at the SIPI.
+	 */
+	if (layout.init_ap) {
+		uint32_t cpu = layout.init_ap;
+
+		layout.init_ap = 0;
+		outl(TVM_PORT_INIT, cpu);
+		layout.init_sent = cpu;
+	}
+	if (layout.sipi_ap) {
+		uint32_t cpu = layout.sipi_ap;
+
+		layout.sipi_ap = 0;
+		if (cpu > 0 && (int)cpu < ncpus)
+			start_ap((int)cpu);
+		layout.sipi_sent = cpu;
+	}
 	if (layout.mmio_probe) {
 		layout.mmio_last_reads =
 		    *(volatile uint64_t *)(MMIO_VA + TVM_MMIO_REG_READS);

@@ -109,6 +109,7 @@ void vcpu_kick(struct vcpu *v);
 int vcpu_suspend(struct vm *vm, int id);
 int vcpu_resume(struct vm *vm, int id);
 void vcpu_spinup_ap(struct vcpu *bsp, int target, uint64_t rip);
+void vcpu_init_ap(struct vcpu *from, int target);
 int vcpu_get_cap(struct vcpu *v, int cap, int *val);
 int vcpu_set_cap(struct vcpu *v, int cap, int val);
 

@@ -38,6 +38,13 @@
 #define TVM_SPINUP_VCPU(v)	(((v) >> 24) & 0xff)
 #define TVM_SPINUP_RIP(v)	((v) & 0xff000)
 
+/*
+ * An INIT IPI to vCPU `val` (an AP): bhyve's VM_EXITCODE_IPI handler puts
+ * the AP in the debug set (vm_suspend_cpu) and leaves it there until a SIPI
+ * (TVM_PORT_SPINUP) resets it and resumes it.
+ */
+#define TVM_PORT_INIT		0x503
+
 /* ---- Guest-physical map ---------------------------------------------- */
 
 /*

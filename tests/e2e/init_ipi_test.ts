@@ -1,0 +1,117 @@
+/**
+ * End-to-end: an INIT IPI puts a running AP back into bhyve's debug set, and the SIPI takes it
+ * out (bhyve's VM_EXITCODE_IPI handler, usr.sbin/bhyve/amd64/vmexit.c; docs/bhyve-facts.md),
+ * while the real gdb debugs the VM through bhyve-gdbstub. The AP bhyve parked must show as held
+ * by bhyve and be left parked by continue and detach (resumed, it would run from a state bhyve
+ * never set); once the guest's SIPI releases it, it is an ordinary vCPU again: held at the next
+ * stop, resumed by detach.
+ *
+ * The guest sends the IPIs when the test turns its knobs (layout.init_ap, layout.sipi_ap), as a
+ * kernel takes a CPU offline and brings it back. Runs in every version mode of the test VM
+ * (TESTVM_VMM_VERSION; 13.x's bhyve handles INIT and SIPI the same way).
+ */
+import assert from "node:assert/strict";
+import { GuestProbe } from "../helpers/guest.ts";
+import { runGdb, sectioned, sectionsOf } from "../helpers/gdb.ts";
+import { Stub } from "../helpers/stub.ts";
+import { TestVm, testvmBuilt } from "../helpers/testvm.ts";
+import * as L from "../testvm/layout.ts";
+
+const GUEST_ELF = new URL("guest.elf", L.BUILD_DIR).pathname;
+const AP = 1;
+const knob = (offset: bigint) => L.LAYOUT_PHYS + offset;
+
+Deno.test({
+  name: "an AP bhyve parks at an INIT stays bhyve's through continue and detach; its SIPI frees it",
+  ignore: !testvmBuilt(),
+}, async () => {
+  await using vm = await TestVm.start({ cpus: 4, mem: "256M" });
+  await using stub = await Stub.start({ vm: vm.name, dir: vm.dir });
+  using probe = GuestProbe.open(vm, true);
+  assert.ok(await probe.running([0, AP]), "the guest runs before gdb attaches");
+  const gdb = (sections: Record<string, string[]>, interruptOn: Promise<unknown>) =>
+    runGdb([`file ${GUEST_ELF}`, `target remote ${stub.address}`, ...sectioned(sections)], {
+      interruptOn,
+      timeoutMs: 90_000,
+    });
+  /** Resolves once gdb's `continue` has let the BSP run again after the attach's hold. */
+  const continued = async () => {
+    assert.ok(await probe.waitHeld([0], true, 60_000), "gdb never attached");
+    assert.ok(await probe.waitHeld([0], false, 60_000), "gdb's continue never resumed the BSP");
+  };
+  const all = (output: string) => `${output}\n--- bhyve-gdbstub stderr ---\n${stub.stderr}`;
+
+  // 1. While gdb lets the guest run, the guest INITs the AP: bhyve parks it.
+  const initSeen = (async () => {
+    await continued();
+    probe.setU32(knob(L.OFF_INIT_AP), AP);
+    assert.ok(await probe.waitU32(knob(L.OFF_INIT_SENT), AP), "the BSP never sent the INIT");
+    assert.ok(await probe.waitHeld([AP], true), "bhyve did not park the AP at the INIT");
+  })();
+  const first = await gdb({
+    run: ["continue"],
+    threads: ["info threads"],
+    detach: ["detach"],
+  }, initSeen);
+  await initSeen;
+  let s = sectionsOf(first.output);
+  assert.ok(!first.timedOut && s.detach !== undefined, all(first.output));
+  assert.match(
+    s.threads!,
+    new RegExp(`Thread ${AP + 1} \\(vCPU ${AP}, held by bhyve`),
+    all(s.threads!),
+  );
+  assert.match(s.threads!, /Thread 1 \(vCPU 0, held by debugger/);
+  // Detach resumed what gdb held, never bhyve's AP.
+  assert.ok(await probe.running([0]), "the BSP runs after the detach");
+  assert.ok(probe.held([AP]) && await probe.stopped([AP]), "bhyve's AP left parked by detach");
+
+  // 2. A new session finds it bhyve's from the attach on; continue leaves it parked too.
+  const stillParked = (async () => {
+    await continued();
+    assert.ok(await probe.running([0]), "the BSP runs under continue");
+    assert.ok(probe.held([AP]) && await probe.stopped([AP]), "continue left bhyve's AP parked");
+  })();
+  const second = await gdb({
+    attach: ["info threads"],
+    run: ["continue"],
+    threads: ["info threads"],
+    before: ["thread 2", "p/x $pc", `p layout.percpu[${AP}].counter`],
+    detach: ["detach"],
+  }, stillParked);
+  await stillParked;
+  s = sectionsOf(second.output);
+  assert.ok(!second.timedOut && s.detach !== undefined, all(second.output));
+  for (const when of [s.attach!, s.threads!]) {
+    assert.match(when, new RegExp(`vCPU ${AP}, held by bhyve`), all(second.output));
+  }
+  const pcBefore = /\$\d+ = (0x[0-9a-f]+)/.exec(s.before!)?.[1];
+  const counterBefore = BigInt(/\$\d+ = (\d+)\s*$/.exec(s.before!)?.[1] ?? "-1");
+  assert.ok(pcBefore !== undefined && counterBefore >= 0n, s.before);
+  assert.ok(probe.held([AP]) && await probe.stopped([AP]), "detach left it parked again");
+
+  // 3. The guest's SIPI (while gdb lets it run) resets and resumes the AP: an ordinary vCPU
+  // again, held by the debugger at the next stop and resumed by detach.
+  const sipiSeen = (async () => {
+    await continued();
+    probe.setU32(knob(L.OFF_SIPI_AP), AP);
+    assert.ok(await probe.waitU32(knob(L.OFF_SIPI_SENT), AP), "the BSP never sent the SIPI");
+    assert.ok(await probe.running([AP]), "the AP never ran after its SIPI");
+  })();
+  const third = await gdb({
+    run: ["continue"],
+    threads: ["info threads"],
+    after: ["thread 2", "p/x $pc", `p layout.percpu[${AP}].counter`],
+    detach: ["detach"],
+  }, sipiSeen);
+  await sipiSeen;
+  s = sectionsOf(third.output);
+  assert.ok(!third.timedOut && s.detach !== undefined, all(third.output));
+  assert.match(s.threads!, new RegExp(`vCPU ${AP}, held by debugger, long mode`), all(s.threads!));
+  const pcAfter = /\$\d+ = (0x[0-9a-f]+)/.exec(s.after!)?.[1];
+  const counterAfter = BigInt(/\$\d+ = (\d+)\s*$/.exec(s.after!)?.[1] ?? "-1");
+  assert.ok(counterAfter > counterBefore, `counter ${counterBefore} -> ${counterAfter}`);
+  assert.notEqual(pcAfter, undefined, s.after);
+  assert.ok(await probe.running([0, AP]), "detach resumed the AP with the rest");
+  assert.deepEqual(probe.debugCpus().filter((cpu) => cpu !== L.PARKED_CPU), []);
+});
