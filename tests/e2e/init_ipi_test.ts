@@ -11,10 +11,12 @@
  * (TESTVM_VMM_VERSION; 13.x's bhyve handles INIT and SIPI the same way).
  */
 import assert from "node:assert/strict";
+import { loadVmmapi } from "../../ffi/mod.ts";
+import { openTarget, VmReg } from "../../vmm/mod.ts";
 import { GuestProbe } from "../helpers/guest.ts";
 import { runGdb, sectioned, sectionsOf } from "../helpers/gdb.ts";
 import { Stub } from "../helpers/stub.ts";
-import { TestVm, testvmBuilt } from "../helpers/testvm.ts";
+import { envVmmVersion, generationFor, LIBVMMAPI, TestVm, testvmBuilt } from "../helpers/testvm.ts";
 import * as L from "../testvm/layout.ts";
 
 const GUEST_ELF = new URL("guest.elf", L.BUILD_DIR).pathname;
@@ -122,4 +124,45 @@ Deno.test({
   );
   assert.ok(await probe.running([0, AP]), "detach resumed the AP with the rest");
   assert.deepEqual(probe.debugCpus().filter((cpu) => cpu !== L.PARKED_CPU), []);
+});
+
+Deno.test({
+  name: "an AP bhyve parks at an INIT while it emulates the AP's exit is read only once parked",
+  ignore: !testvmBuilt(),
+}, async () => {
+  // Each read of the userspace MMIO device takes 1.5 s to emulate: the AP reads it when named
+  // in layout.ap_mmio_probe, then clears that (tests/testvm/guest/main.c).
+  await using vm = await TestVm.start({ cpus: 2, ioDelayMs: 1500 });
+  using probe = GuestProbe.open(vm, true);
+  const api = loadVmmapi({ path: LIBVMMAPI[generationFor(envVmmVersion())] });
+  const target = openTarget(api, vm.name, { heldPollMs: 20, runningPollMs: 20 });
+  try {
+    assert.ok(await probe.running([0, AP]));
+    await target.stop(); // attach ...
+    await target.resume(); // ... and continue: the AP runs under this debugger
+    const emulating = `vCPU ${AP}: emulating an MMIO read`;
+    probe.setU32(knob(L.OFF_AP_MMIO_PROBE), AP);
+    const deadline = Date.now() + 30_000;
+    while (!vm.stderr.includes(emulating)) {
+      assert.ok(Date.now() < deadline, `no emulation started:\n${vm.stderr}`);
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    // bhyve parks the AP while its thread still emulates the read; the debugger stops now.
+    probe.setU32(knob(L.OFF_INIT_AP), AP);
+    assert.ok(await probe.waitU32(knob(L.OFF_INIT_SENT), AP), "the BSP never sent the INIT");
+    assert.ok(await probe.waitHeld([AP], true));
+    await target.stop();
+    assert.equal(target.control.state(AP, target.activeCpus()), "held by bhyve");
+    const rip = target.readRegisters(AP + 1)[16]!; // gdb thread numbers are vCPU + 1
+    const held = new DataView(rip.buffer, rip.byteOffset).getBigUint64(0, true);
+    // The load completed (applied at the parked "VM_RUN"), the store clearing the knob not.
+    assert.equal(probe.u32(knob(L.OFF_AP_MMIO_PROBE)), AP);
+    await new Promise((resolve) => setTimeout(resolve, 1700));
+    assert.equal(target.vm.getRegister(AP, VmReg.RIP), held, "the snapshot was final");
+    await target.resume();
+    assert.ok(probe.held([AP]) && await probe.stopped([AP]), "bhyve's AP stays parked");
+  } finally {
+    await target.close();
+    api.close();
+  }
 });

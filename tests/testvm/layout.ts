@@ -95,6 +95,7 @@ export const OFF_INIT_AP = 0x48n; // u32: a test writes vCPU n, the BSP sends it
 export const OFF_INIT_SENT = 0x4cn; // u32: n, once that INIT is sent
 export const OFF_SIPI_AP = 0x50n; // u32: a test writes vCPU n, the BSP sends it a SIPI
 export const OFF_SIPI_SENT = 0x54n; // u32: n, once that SIPI is sent
+export const OFF_AP_MMIO_PROBE = 0x58n; // u32: a test writes vCPU n, AP n reads the MMIO device, clears
 export const OFF_PERCPU = 0x80n; // struct percpu[GUEST_MAXCPU]
 
 export const PERCPU_SIZE = 0x40n;

@@ -36,7 +36,8 @@ struct guest_layout {
 	volatile uint32_t init_sent;
 	volatile uint32_t sipi_ap;
 	volatile uint32_t sipi_sent;
-	uint8_t pad[OFF_PERCPU - 0x58];
+	volatile uint32_t ap_mmio_probe;
+	uint8_t pad[OFF_PERCPU - 0x5c];
 	struct percpu percpu[GUEST_MAXCPU];
 };
 
@@ -56,6 +57,7 @@ _Static_assert(offsetof(struct guest_layout, init_ap) == OFF_INIT_AP, "init");
 _Static_assert(offsetof(struct guest_layout, init_sent) == OFF_INIT_SENT, "init sent");
 _Static_assert(offsetof(struct guest_layout, sipi_ap) == OFF_SIPI_AP, "sipi");
 _Static_assert(offsetof(struct guest_layout, sipi_sent) == OFF_SIPI_SENT, "sipi sent");
+_Static_assert(offsetof(struct guest_layout, ap_mmio_probe) == OFF_AP_MMIO_PROBE, "ap probe");
 _Static_assert(offsetof(struct guest_layout, percpu) == OFF_PERCPU, "percpu");
 _Static_assert(sizeof(struct percpu) == PERCPU_SIZE, "percpu size");
 _Static_assert(offsetof(struct percpu, mode) == PC_MODE, "mode");

@@ -79,6 +79,7 @@
 #define OFF_INIT_SENT		0x4c	/* u32 BSP sets n once that INIT is sent */
 #define OFF_SIPI_AP		0x50	/* u32 a test writes vCPU n (1..): BSP sends it a SIPI */
 #define OFF_SIPI_SENT		0x54	/* u32 BSP sets n once that SIPI is sent */
+#define OFF_AP_MMIO_PROBE	0x58	/* u32 a test writes vCPU n (1..): AP n reads MMIO reads, clears */
 #define OFF_PERCPU		0x80	/* struct percpu[GUEST_MAXCPU] */
 
 #define PERCPU_SIZE		0x40

@@ -105,6 +105,16 @@ bsp_chores(void)
 	}
 }
 
+/* Any long-mode AP: read the MMIO device when a test names this vCPU. */
+static void
+ap_chores(struct percpu *pc)
+{
+	if (layout.ap_mmio_probe == pc->id) {
+		(void)*(volatile uint64_t *)(MMIO_VA + TVM_MMIO_REG_READS);
+		layout.ap_mmio_probe = 0;
+	}
+}
+
 __attribute__((noinline)) void
 work_loop(struct percpu *pc)
 {
@@ -112,6 +122,8 @@ work_loop(struct percpu *pc)
 		tick(pc);
 		if (pc->id == 0)
 			bsp_chores();
+		else
+			ap_chores(pc);
 	}
 }
 
