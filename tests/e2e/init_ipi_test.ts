@@ -7,7 +7,8 @@
  * stop, resumed by detach.
  *
  * The guest sends the IPIs when the test turns its knobs (layout.init_ap, layout.sipi_ap), as a
- * kernel takes a CPU offline and brings it back. Runs in every version mode of the test VM
+ * kernel takes a CPU offline and brings it back. The second test catches the AP in a slow exit
+ * when bhyve parks it: its registers are read only once its thread has parked. Runs in every version mode of the test VM
  * (TESTVM_VMM_VERSION; 13.x's bhyve handles INIT and SIPI the same way).
  */
 import assert from "node:assert/strict";
