@@ -16,6 +16,7 @@ import { loadVmmapi } from "../../ffi/mod.ts";
 import { openTarget, VmReg } from "../../vmm/mod.ts";
 import { GuestProbe } from "../helpers/guest.ts";
 import { runGdb, sectioned, sectionsOf } from "../helpers/gdb.ts";
+import { runLldbSession } from "../helpers/lldb.ts";
 import { Stub } from "../helpers/stub.ts";
 import { envVmmVersion, generationFor, LIBVMMAPI, TestVm, testvmBuilt } from "../helpers/testvm.ts";
 import * as L from "../testvm/layout.ts";
@@ -166,4 +167,51 @@ Deno.test({
     await target.close();
     api.close();
   }
+});
+
+Deno.test({
+  name: "lldb: the AP's thread name follows it from the debugger's hands to bhyve's and back",
+  ignore: !testvmBuilt(),
+}, async () => {
+  await using vm = await TestVm.start({ cpus: 4, mem: "256M" });
+  await using stub = await Stub.start({ vm: vm.name, dir: vm.dir });
+  using probe = GuestProbe.open(vm, true);
+  const ok = async (what: string, check: Promise<boolean> | boolean) => {
+    if (!await check) throw new Error(what); // surfaces in the session's output
+  };
+  const { output, timedOut } = await runLldbSession([
+    `gdb-remote ${stub.address}`,
+    "thread list",
+    "process continue",
+    () => ok("running", probe.running([0, AP])),
+    () => {
+      probe.setU32(knob(L.OFF_INIT_AP), AP);
+      return ok("INIT parked the AP", probe.waitHeld([AP]));
+    },
+    "process interrupt",
+    () => probe.waitHeld([0]),
+    "thread list",
+    "process continue",
+    () => ok("still parked under continue", probe.running([0]).then((r) => r && probe.held([AP]))),
+    () => {
+      probe.setU32(knob(L.OFF_SIPI_AP), AP);
+      return ok("the SIPI freed the AP", probe.running([AP]));
+    },
+    "process interrupt",
+    () => probe.waitHeld([0, AP]),
+    "thread list",
+    "process detach",
+  ], { file: GUEST_ELF, timeoutMs: 90_000 });
+  const all = `${output}\n--- bhyve-gdbstub stderr ---\n${stub.stderr}`;
+  assert.ok(!timedOut && /Process 1 detached/.test(output), all);
+  const lists = output.split("(lldb) thread list").slice(1).map((rest) =>
+    rest.split("(lldb) ")[0]!
+  );
+  assert.equal(lists.length, 3, all);
+  const name = (list: string) =>
+    new RegExp(`thread #${AP + 1}: .*name = '([^']*)'`).exec(list)?.[1];
+  assert.match(name(lists[0]!) ?? "", /^vCPU 1, held by debugger, long mode/, all);
+  assert.match(name(lists[1]!) ?? "", /^vCPU 1, held by bhyve, long mode/, all);
+  assert.match(name(lists[2]!) ?? "", /^vCPU 1, held by debugger, long mode/, all);
+  assert.ok(await probe.running([0, AP]), "detach resumed every vCPU, the AP too");
 });
