@@ -599,8 +599,7 @@ export class VmTarget implements DebugTarget {
     const timer = setInterval(() => {
       try {
         const changes = this.#guard(() => this.control.poll());
-        const fresh = this.control.takeFreshlyParked();
-        this.#guard(() => this.parking.suspended([...changes.suspended, ...fresh]));
+        this.#guard(() => this.parking.suspended(changes.suspended));
         const changed = [...changes.suspended, ...changes.adopted];
         if (changed.length > 0) this.#invalidate(changed);
       } catch (error) {
