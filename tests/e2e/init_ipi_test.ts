@@ -7,7 +7,8 @@
  * stop, resumed by detach.
  *
  * The guest sends the IPIs when the test turns its knobs (layout.init_ap, layout.sipi_ap), as a
- * kernel takes a CPU offline and brings it back. The second test catches the AP in a slow exit
+ * kernel takes a CPU offline and brings it back: vCPU 4 (a long-mode AP, hence 5 vCPUs) sends
+ * them to vCPU 1 (tests/testvm/guest/ap_chores.c). The second test catches the AP in a slow exit
  * when bhyve parks it: its registers are read only once its thread has parked. Runs in every version mode of the test VM
  * (TESTVM_VMM_VERSION; 13.x's bhyve handles INIT and SIPI the same way).
  */
@@ -37,7 +38,7 @@ Deno.test({
   name: "an AP bhyve parks at an INIT stays bhyve's through continue and detach; its SIPI frees it",
   ignore: !testvmBuilt(),
 }, async () => {
-  await using vm = await TestVm.start({ cpus: 4, mem: "256M" });
+  await using vm = await TestVm.start({ cpus: 5, mem: "256M" });
   await using stub = await Stub.start({ vm: vm.name, dir: vm.dir });
   using probe = GuestProbe.open(vm, true);
   assert.ok(await probe.running([0, AP]), "the guest runs before gdb attaches");
@@ -57,7 +58,7 @@ Deno.test({
   const initSeen = (async () => {
     await continued();
     probe.setU32(knob(L.OFF_INIT_AP), AP);
-    assert.ok(await probe.waitU32(knob(L.OFF_INIT_SENT), AP), "the BSP never sent the INIT");
+    assert.ok(await probe.waitU32(knob(L.OFF_INIT_SENT), AP), "no AP sent the INIT");
     assert.ok(await probe.waitHeld([AP], true), "bhyve did not park the AP at the INIT");
   })();
   const first = await gdb({
@@ -105,7 +106,7 @@ Deno.test({
   const sipiSeen = (async () => {
     await continued();
     probe.setU32(knob(L.OFF_SIPI_AP), AP);
-    assert.ok(await probe.waitU32(knob(L.OFF_SIPI_SENT), AP), "the BSP never sent the SIPI");
+    assert.ok(await probe.waitU32(knob(L.OFF_SIPI_SENT), AP), "no AP sent the SIPI");
     assert.ok(await probe.running([AP]), "the AP never ran after its SIPI");
   })();
   const third = await gdb({
@@ -134,7 +135,7 @@ Deno.test({
 }, async () => {
   // Each read of the userspace MMIO device takes 1.5 s to emulate: the AP reads it when named
   // in layout.ap_mmio_probe, then clears that (tests/testvm/guest/main.c).
-  await using vm = await TestVm.start({ cpus: 2, ioDelayMs: 1500 });
+  await using vm = await TestVm.start({ cpus: 5, ioDelayMs: 1500 });
   using probe = GuestProbe.open(vm, true);
   const api = loadVmmapi({ path: LIBVMMAPI[generationFor(envVmmVersion())] });
   const target = openTarget(api, vm.name, { heldPollMs: 20, runningPollMs: 20 });
@@ -151,7 +152,7 @@ Deno.test({
     }
     // bhyve parks the AP while its thread still emulates the read; the debugger stops now.
     probe.setU32(knob(L.OFF_INIT_AP), AP);
-    assert.ok(await probe.waitU32(knob(L.OFF_INIT_SENT), AP), "the BSP never sent the INIT");
+    assert.ok(await probe.waitU32(knob(L.OFF_INIT_SENT), AP), "no AP sent the INIT");
     assert.ok(await probe.waitHeld([AP], true));
     await target.stop();
     assert.equal(target.control.state(AP, target.activeCpus()), "held by bhyve");
@@ -173,7 +174,7 @@ Deno.test({
   name: "lldb: the AP's thread name follows it from the debugger's hands to bhyve's and back",
   ignore: !testvmBuilt(),
 }, async () => {
-  await using vm = await TestVm.start({ cpus: 4, mem: "256M" });
+  await using vm = await TestVm.start({ cpus: 5, mem: "256M" });
   await using stub = await Stub.start({ vm: vm.name, dir: vm.dir });
   using probe = GuestProbe.open(vm, true);
   const ok = async (what: string, check: Promise<boolean> | boolean) => {

@@ -87,6 +87,10 @@ uint32_t paging_pae_root(void);		/* PAE PDPT, physical, below 4 GiB */
 /* main.c */
 void work_loop(struct percpu *pc);
 void ap_main(int cpu);
+void start_ap(int cpu);		/* the INIT/SIPI pair (spin-up port) */
+
+/* ap_chores.c */
+void ap_chores(struct percpu *pc);
 
 static inline uint64_t
 kva_to_phys(const void *p)

@@ -69,7 +69,7 @@ tick(struct percpu *pc)
 }
 
 /* BSP-only: the knobs a test turns by writing guest memory. */
-static void start_ap(int cpu);
+void start_ap(int cpu);
 
 static void
 bsp_chores(void)
@@ -78,40 +78,10 @@ bsp_chores(void)
 		layout.ap_spinup_sent = 1;
 		start_ap(PARKED_CPU);
 	}
-	/*
-	 * INIT, then later SIPI, to a running AP: as a kernel that takes a
-	 * CPU offline and brings it back.  bhyve parks the AP in the debug
-	 * set at the INIT and resumes it at the SIPI.
-	 */
-	if (layout.init_ap) {
-		uint32_t cpu = layout.init_ap;
-
-		layout.init_ap = 0;
-		outl(TVM_PORT_INIT, cpu);
-		layout.init_sent = cpu;
-	}
-	if (layout.sipi_ap) {
-		uint32_t cpu = layout.sipi_ap;
-
-		layout.sipi_ap = 0;
-		if (cpu > 0 && (int)cpu < ncpus)
-			start_ap((int)cpu);
-		layout.sipi_sent = cpu;
-	}
 	if (layout.mmio_probe) {
 		layout.mmio_last_reads =
 		    *(volatile uint64_t *)(MMIO_VA + TVM_MMIO_REG_READS);
 		layout.mmio_probe = 0;
-	}
-}
-
-/* Any long-mode AP: read the MMIO device when a test names this vCPU. */
-static void
-ap_chores(struct percpu *pc)
-{
-	if (layout.ap_mmio_probe == pc->id) {
-		(void)*(volatile uint64_t *)(MMIO_VA + TVM_MMIO_REG_READS);
-		layout.ap_mmio_probe = 0;
 	}
 }
 
@@ -123,12 +93,12 @@ work_loop(struct percpu *pc)
 		if (pc->id == 0)
 			bsp_chores();
 		else
-			ap_chores(pc);
+			ap_chores(pc);	/* ap_chores.c */
 	}
 }
 
 /* The INIT/SIPI stand-in: hypervisor sets the AP up at the trampoline. */
-static void
+void
 start_ap(int cpu)
 {
 	bool pae = cpu == PAE_CPU;
