@@ -485,6 +485,10 @@ export class VmTarget implements DebugTarget {
         const paging = this.physicalMode ? undefined : this.pagingState(vcpu).paging;
         this.writer.writeMemory(vcpu, paging, address, data);
       });
+    } catch (error) {
+      // gdb 13 and lldb 14 show no text for a refused memory write: the log says why.
+      if (error instanceof TargetError) log.info("{error}", { error: error.message });
+      throw error;
     } finally {
       this.#invalidate(); // page tables may have changed, and with them any translation
       this.emulated.forget(); // the emulator's private copy of RAM predates the write
