@@ -9,6 +9,15 @@
  * vCPU newly activated and holds it too; on release such a vCPU runs, as bhyve meant, while
  * one still in bhyve's hands stays in the set.
  *
+ * bhyve also takes running APs back: an INIT IPI makes it vm_suspend_cpu the AP (14 and 15,
+ * and 13-stable: amd64/vmexit.c vmexit_ipi) until the SIPI resets and resumes it. Such an AP,
+ * found in the debug set at the next hold after this debugger let it run, is bhyve's (never
+ * resumed by this debugger), and was parked by bhyve only just: {@link takeFreshlyParked}
+ * names it so the stop waits for it to park like a vCPU this debugger suspended. What no
+ * separate process can tell: an INIT that lands on an AP this debugger already holds (bhyve
+ * emulating it after the stop, or a vCPU let run alone sending it) sets a bit already set, so
+ * that AP is resumed as this debugger's.
+ *
  * Pure bookkeeping over a {@link VmHandle}: no timers here (the target drives them).
  *
  * @module
@@ -40,6 +49,10 @@ export class RunControl {
   #record: (vcpus: number[]) => void;
   /** Ours, let run while the rest stays held (a per-thread resume): the poll leaves them be. */
   #free = new Set<number>();
+  /** vCPUs this debugger let run since the last hold (resumed or freed). */
+  #ran = new Set<number>();
+  /** Of those, the ones bhyve parked meanwhile (an INIT), not yet taken by the target. */
+  #freshlyParked = new Set<number>();
 
   /**
    * `record` is told which vCPUs are ours before each suspend and after each resume (see
@@ -106,6 +119,16 @@ export class RunControl {
     else this.#stranded.add(vcpu);
   }
 
+  /**
+   * The vCPUs found in bhyve's hands that this debugger had let run (bhyve parked them since,
+   * at an INIT): they may not have parked yet. Each is named once.
+   */
+  takeFreshlyParked(): number[] {
+    const taken = [...this.#freshlyParked];
+    this.#freshlyParked.clear();
+    return taken;
+  }
+
   /** How `vcpu` stands now, as far as this debugger knows. */
   state(vcpu: number, active: readonly number[]): VcpuHold {
     if (this.#free.has(vcpu)) return "running";
@@ -122,7 +145,9 @@ export class RunControl {
     if (this.#held) {
       // Take back what a per-thread resume let run.
       this.#free.clear();
-      return this.poll().suspended;
+      const suspended = this.poll().suspended;
+      this.#ran.clear();
+      return suspended;
     }
     const debug = new Set(this.#vm.debugCpus());
     const active = this.#vm.activeCpus();
@@ -134,6 +159,8 @@ export class RunControl {
     }
     this.#stranded.clear();
     this.#bhyves = new Set([...debug].filter((vcpu) => !this.#mine.has(vcpu)));
+    for (const vcpu of this.#bhyves) if (this.#ran.has(vcpu)) this.#freshlyParked.add(vcpu);
+    this.#ran.clear();
     const suspended: number[] = [];
     const wanted = active.filter((vcpu) => !debug.has(vcpu));
     this.#note(wanted); // one write for the whole batch, before the first suspend
@@ -171,6 +198,7 @@ export class RunControl {
         if (!debug.has(vcpu) && this.#suspend(vcpu)) result.suspended.push(vcpu);
       } else if (debug.has(vcpu)) {
         this.#bhyves.add(vcpu);
+        if (this.#ran.has(vcpu)) this.#freshlyParked.add(vcpu);
         result.adopted.push(vcpu);
       } else if (this.#suspend(vcpu)) {
         result.suspended.push(vcpu);
@@ -207,6 +235,7 @@ export class RunControl {
       if (this.#resume(vcpu) || this.#resume(vcpu)) resumed.push(vcpu);
       else this.#stranded.add(vcpu);
     }
+    for (const vcpu of [...resumed, ...this.#free]) this.#ran.add(vcpu);
     log.debug("released VM {name}: resumed {resumed}, bhyve keeps {bhyves}", {
       name: this.#vm.name,
       resumed,
@@ -227,6 +256,7 @@ export class RunControl {
       if (this.#resume(vcpu) || this.#resume(vcpu)) {
         this.#mine.delete(vcpu);
         this.#free.add(vcpu);
+        this.#ran.add(vcpu);
         resumed.push(vcpu);
       }
     }
@@ -269,6 +299,8 @@ export class RunControl {
   /** Forgets everything without a call (the VM is gone). */
   abandon(): void {
     this.#free.clear();
+    this.#ran.clear();
+    this.#freshlyParked.clear();
     this.#mine.clear();
     this.#bhyves.clear();
     this.#stranded.clear();

@@ -306,10 +306,13 @@ export class VmTarget implements DebugTarget {
         log.warn("holding the VM: {error}; trying again", { error: error.message });
         suspended = this.#guard(() => this.control.hold());
       }
+      // APs bhyve parked at an INIT since this debugger let them run are bhyve's, but may be
+      // mid-exit just the same: they are waited for like the ones suspended here.
+      const parking = [...suspended, ...this.control.takeFreshlyParked()];
       // A register read waits until the vCPU has left the guest; in the debug set it then
       // stays parked. One read each makes "stopped" mean parked. A failed read is no reason
       // to fail the stop: the vCPU is in the debug set and parks at its next exit anyway.
-      for (const vcpu of suspended) {
+      for (const vcpu of parking) {
         try {
           this.#guard(() => this.vm.getRegister(vcpu, VmReg.RIP));
         } catch (error) {
@@ -319,7 +322,7 @@ export class VmTarget implements DebugTarget {
       }
       // Out of the guest is not yet parked: an exit bhyve is still emulating has not been
       // applied. No snapshot until each has taken its debug exit (parking.ts).
-      this.#guard(() => this.parking.suspended(suspended));
+      this.#guard(() => this.parking.suspended(parking));
       await this.parking.settle(this.#parkTimeoutMs);
     } catch (error) {
       if (error instanceof TargetGoneError) return this.#exited();
@@ -486,6 +489,10 @@ export class VmTarget implements DebugTarget {
         const paging = this.physicalMode ? undefined : this.pagingState(vcpu).paging;
         this.writer.writeMemory(vcpu, paging, address, data);
       });
+    } catch (error) {
+      // gdb 13 and lldb 14 show no text for a refused memory write: the log says why.
+      if (error instanceof TargetError) log.info("{error}", { error: error.message });
+      throw error;
     } finally {
       this.#invalidate(); // page tables may have changed, and with them any translation
       this.emulated.forget(); // the emulator's private copy of RAM predates the write

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { RUN_PERMISSIONS } from "../../cli.ts";
-import { coreBytesAt, readelf } from "../helpers/core_image.ts";
+import { coreBytesAt, loads, readelf } from "../helpers/core_image.ts";
 import { runGdb, sectioned, sectionsOf } from "../helpers/gdb.ts";
 import { GuestProbe } from "../helpers/guest.ts";
 import { Stub } from "../helpers/stub.ts";
@@ -14,6 +14,7 @@ import * as L from "../testvm/layout.ts";
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 const GUEST_ELF = new URL("guest.elf", L.BUILD_DIR).pathname;
+const hex = (v: bigint) => `0x${v.toString(16)}`;
 
 function dump(vm: TestVm, args: string[]): Deno.ChildProcess {
   return new Deno.Command(Deno.execPath(), {
@@ -170,6 +171,26 @@ Deno.test("monitor dump from gdb: a core in --dump-dir, refusals shown in gdb, t
     assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name), ["vm.core"]);
     assert.equal((await readelf(`${dir}/vm.core`)).err, "");
     assert.ok(await probe.running([0, 1]), "the guest runs after the detach");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("dump: the core holds system memory only, not device memory (framebuffer, boot ROM)", async () => {
+  await using vm = await TestVm.start({ cpus: 1, mem: "64M", fbuf: true, bootrom: true });
+  const dir = await Deno.makeTempDir({ prefix: "dump-e2e-" });
+  try {
+    const path = `${dir}/vm.core`;
+    const done = await finished(dump(vm, ["-o", path]));
+    assert.equal(done.code, 0, done.text);
+    const ram = loads(await Deno.readFile(path)).map((l) => ({
+      at: l.paddr,
+      size: BigInt(l.size),
+    }));
+    const shown = ram.map((r) => `${hex(r.at)}+${hex(r.size)}`).join(" ");
+    // bhyve's two ranges of the one SYSMEM segment: [0, lowmem) and [4 GiB, 4 GiB + highmem).
+    assert.deepEqual(ram.map((r) => r.at), [0n, L.HIGHMEM_BASE], shown);
+    assert.ok(ram[0]!.size <= L.FBUF_GPA, `the framebuffer at 3 GiB is not in the core: ${shown}`);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

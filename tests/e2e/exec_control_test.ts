@@ -240,7 +240,7 @@ function lldbScript(address: string): LldbStep[] {
     "watchpoint set variable layout.ncpus",
     ...resumes("process continue"),
     "watchpoint delete 1",
-    `memory write -s 4 ${hex(L.LAYOUT_VA + 0x48n)} 0`, // padding: harmless to the guest,
+    `memory write -s 4 ${hex(L.LAYOUT_VA + 0x60n)} 0`, // padding: harmless to the guest,
     "thread select 4",
     "register write rax 78",
     "process status",

@@ -78,6 +78,57 @@ for (const version of [13, 14, 15] as const) {
 }
 
 Deno.test(
+  { name: "the framebuffer at its BAR is read through its devmem node", ignore },
+  async () => {
+    await using vm = await TestVm.start({ cpus: 1, fbuf: true, bootrom: true });
+    await using stub = await Stub.start({
+      vm: vm.name,
+      dir: vm.dir,
+      args: ["--allow-write"],
+    });
+    const fb = hex(L.FBUF_GPA);
+    const { output } = await runGdb([
+      `target remote ${stub.address}`,
+      ...sectioned({
+        memmap: ["monitor memmap"],
+        virt: [`x/s ${fb}`],
+        fb: [
+          "monitor phys on",
+          `x/s ${fb}`,
+          `x/${L.FBUF_NPIXELS}xw ${hex(L.FBUF_GPA + L.FBUF_PIXELS_OFF)}`,
+        ],
+        // Even with --allow-write: device memory is mapped read-only, the write is refused.
+        write: [`set {int}${fb} = 0x41414141`, `x/s ${fb}`],
+        detach: ["monitor phys off", "detach"],
+      }),
+    ]);
+    const s = sectionsOf(output);
+    assert.ok(s.detach !== undefined, output);
+    // bhyve's segment: named "framebuffer", VM_FRAMEBUFFER (2; 9 on 15), FB_SIZE at segoff 0.
+    assert.match(
+      s.memmap!,
+      /0x00000000c0000000-0x00000000c(0|1)ffffff {2}segment "framebuffer" \(segid (2|9), (16|32) MiB\), read through its devmem node/,
+    );
+    // Both device segments listed, in address order, between the two RAM ranges.
+    assert.match(s.memmap!, /"framebuffer"[^]*"bootrom"/);
+    assert.match(s.fb!, new RegExp(`${fb}:\\s+"${L.FBUF_SIGNATURE}"`));
+    const pixels = Array.from({ length: L.FBUF_NPIXELS }, (_, i) => L.fbufPixel(i));
+    const words = [...s.fb!.matchAll(/\t(0x[0-9a-f]{8})\b/g)].map((m) => Number(m[1]));
+    assert.deepEqual(words.slice(-L.FBUF_NPIXELS), pixels, s.fb);
+    assert.match(s.write!, /Cannot access memory at address 0xc0000000/);
+    assert.match(s.write!, new RegExp(`${fb}:\\s+"${L.FBUF_SIGNATURE}"`), "unchanged");
+    // gdb 13 shows no text for a refused write: the server's log says why.
+    assert.match(
+      stub.stderr,
+      /Cannot write guest memory: 0xc0000000 is device memory \(segment "framebuffer"\): writes to it are refused/,
+    );
+    assert.doesNotMatch(stub.stderr, /unexpected failure/);
+    // Without phys mode the address is virtual: the BSP's page tables do not map 3 GiB.
+    assert.doesNotMatch(s.virt!, new RegExp(L.FBUF_SIGNATURE), output);
+  },
+);
+
+Deno.test(
   { name: "the boot ROM at the top of 4 GiB is read through its devmem node", ignore },
   async () => {
     await using vm = await TestVm.start({ cpus: 1, bootrom: true });

@@ -20,17 +20,44 @@ export class GuestProbe implements Disposable {
     this.#vm = vm;
   }
 
-  /** Opens `vm` by name in this process (sets TESTVM_DIR here). */
-  static open(vm: TestVm): GuestProbe {
+  /**
+   * Opens `vm` by name in this process (sets TESTVM_DIR here); `writable` maps guest RAM for
+   * {@link setU32}.
+   */
+  static open(vm: TestVm, writable = false): GuestProbe {
     vm.useDirHere();
     const api = loadVmmapi({ path: LIBVMMAPI["0200"] });
-    return new GuestProbe(api, api.open(vm.name));
+    return new GuestProbe(api, api.open(vm.name, { writable }));
   }
 
   /** vCPU `cpu`'s loop counter, straight from guest RAM. */
   counter(cpu: number): bigint {
     this.#vm.readRam(percpuPhys(cpu, PC_COUNTER), this.#word);
     return new DataView(this.#word.buffer).getBigUint64(0, true);
+  }
+
+  /** A u32 of guest RAM (the guest's knobs, tests/testvm/guest/README.md). */
+  u32(gpa: bigint): number {
+    const word = new Uint8Array(4);
+    this.#vm.readRam(gpa, word);
+    return new DataView(word.buffer).getUint32(0, true);
+  }
+
+  /** Writes a u32 of guest RAM, as a test harness turning one of the guest's knobs (writable). */
+  setU32(gpa: bigint, value: number): void {
+    const word = new Uint8Array(4);
+    new DataView(word.buffer).setUint32(0, value, true);
+    this.#vm.writeRam!(gpa, word);
+  }
+
+  /** Waits until the u32 at `gpa` reads `want`; false if it does not within `withinMs`. */
+  async waitU32(gpa: bigint, want: number, withinMs = 20_000): Promise<boolean> {
+    const deadline = Date.now() + withinMs;
+    while (this.u32(gpa) !== want) {
+      if (Date.now() > deadline) return false;
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    return true;
   }
 
   /** vCPUs in the debug set (held by a debugger or by bhyve). */

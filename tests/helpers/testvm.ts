@@ -86,6 +86,8 @@ export interface TestVmOptions {
   x2apicVcpu?: number;
   /** --bootrom: a boot ROM segment below 4 GiB, as `bhyve -l` has. */
   bootrom?: boolean;
+  /** --fbuf: bhyve's framebuffer segment at 3 GiB, with known contents. */
+  fbuf?: boolean;
   /** --spinup-delay in ms. */
   spinupDelayMs?: number;
   serial?: string;
@@ -146,6 +148,7 @@ export class TestVm implements AsyncDisposable {
     if (options.ioDelayMs !== undefined) args.push("--io-delay", String(options.ioDelayMs));
     if (options.x2apicVcpu !== undefined) args.push("--x2apic-vcpu", String(options.x2apicVcpu));
     if (options.bootrom) args.push("--bootrom");
+    if (options.fbuf) args.push("--fbuf");
     if (options.spinupDelayMs !== undefined) {
       args.push("--spinup-delay", String(options.spinupDelayMs));
     }

@@ -27,6 +27,15 @@ export const MMIO_REG_ID = 0x0n;
 export const MMIO_REG_READS = 0x8n;
 /** Value of the MMIO id register. */
 export const MMIO_ID = 0x544d_4d31n;
+/** The framebuffer segment (--fbuf), mapped at its BAR; read through its devmem node. */
+export const FBUF_GPA = 0xc000_0000n;
+/** The string at the framebuffer's start. */
+export const FBUF_SIGNATURE = "testvm framebuffer";
+/** Known 32-bit pixels at FBUF_GPA + FBUF_PIXELS_OFF: {@link fbufPixel}(0 .. FBUF_NPIXELS-1). */
+export const FBUF_PIXELS_OFF = 0x40n;
+export const FBUF_NPIXELS = 8;
+/** Pixel `i` of that row (testvm_abi.h TVM_FBUF_PIXEL). */
+export const fbufPixel = (i: number): number => 0xfb00_0000 + i * 0x0001_0101;
 /** In-kernel local APIC, readable through vm_readwrite_kernemu_device. */
 export const LAPIC_GPA = 0xfee0_0000n;
 /** Local APIC register offsets (32-bit registers at 16-byte strides). */
@@ -82,6 +91,11 @@ export const OFF_LIVE_GBPAGES = 0x30n; // u32: live tables use 1 GiB pages
 export const OFF_PAE_ACTIVE = 0x34n; // u32: vCPU 2 got PAE paging
 export const OFF_PAE_ROOT = 0x38n; // u64: PAE PDPT
 export const OFF_LEGACY32_ROOT = 0x40n; // u64: spare 2-level 32-bit directory
+export const OFF_INIT_AP = 0x48n; // u32: a test writes AP n, another AP sends it an INIT
+export const OFF_INIT_SENT = 0x4cn; // u32: n, once that INIT is sent
+export const OFF_SIPI_AP = 0x50n; // u32: a test writes AP n, another AP sends it a SIPI
+export const OFF_SIPI_SENT = 0x54n; // u32: n, once that SIPI is sent
+export const OFF_AP_MMIO_PROBE = 0x58n; // u32: a test writes vCPU n, AP n reads the MMIO device, clears
 export const OFF_PERCPU = 0x80n; // struct percpu[GUEST_MAXCPU]
 
 export const PERCPU_SIZE = 0x40n;

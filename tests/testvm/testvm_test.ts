@@ -290,6 +290,9 @@ Deno.test("layout.ts agrees with guest/layout.h, testvm_abi.h and guest.elf", as
     TVM_MMIO_REG_READS: "MMIO_REG_READS",
     TVM_MMIO_ID: "MMIO_ID",
     TVM_LAPIC_GPA: "LAPIC_GPA",
+    TVM_FBUF_GPA: "FBUF_GPA",
+    TVM_FBUF_PIXELS_OFF: "FBUF_PIXELS_OFF",
+    TVM_FBUF_NPIXELS: "FBUF_NPIXELS",
   };
   let checked = 0;
   for (const [cname, value] of defs) {

@@ -80,3 +80,36 @@ Deno.test("the VM vanishing surfaces as a VmmError, and abandon forgets the hold
   assert.ok(!rc.held);
   assert.deepEqual(rc.release(), []);
 });
+
+Deno.test("an AP bhyve parks at an INIT while the guest runs is bhyve's, named once as fresh", () => {
+  const vm = new FakeVm({ active: [0, 1, 2], debug: [2] });
+  const rc = new RunControl(vm);
+  rc.hold();
+  assert.deepEqual(rc.takeFreshlyParked(), [], "bhyve's never-started AP is not fresh");
+  rc.release();
+  vm.debug.add(1); // the guest INITs vCPU 1: bhyve's vm_suspend_cpu
+  assert.deepEqual(rc.hold(), [0]);
+  assert.equal(rc.state(1, [0, 1, 2]), "held by bhyve");
+  assert.deepEqual(rc.takeFreshlyParked(), [1]);
+  assert.deepEqual(rc.takeFreshlyParked(), []);
+  assert.deepEqual(rc.release(), [0], "continue leaves it parked");
+  assert.deepEqual(rc.hold(), [0]);
+  assert.deepEqual(rc.takeFreshlyParked(), [], "parked since the last hold: not fresh again");
+  rc.release();
+  vm.debug.delete(1); // the SIPI: bhyve resumes it
+  assert.deepEqual(rc.hold().sort(), [0, 1], "an ordinary vCPU again");
+  assert.deepEqual(rc.release().sort(), [0, 1]);
+});
+
+Deno.test("a vCPU let run alone that bhyve parks is found fresh at the next hold", () => {
+  const vm = new FakeVm({ active: [0, 1] });
+  const rc = new RunControl(vm);
+  rc.hold();
+  assert.deepEqual(rc.release([1]), [1]); // vCPU 1 runs alone
+  vm.debug.add(1); // and is INITed
+  assert.deepEqual(rc.hold(), []);
+  assert.equal(rc.state(1, [0, 1]), "held by bhyve");
+  assert.deepEqual(rc.takeFreshlyParked(), [1]);
+  assert.deepEqual(rc.release(), [0]);
+  assert.deepEqual([...vm.debug], [1]);
+});

@@ -5,7 +5,8 @@
  *
  * Memory goes page by page through the vCPU's own translation into guest RAM, never past a
  * page that does not translate or is not RAM: MMIO (in-kernel devices included) is refused,
- * since a write there is a device access with side effects, not a memory update. A write that
+ * since a write there is a device access with side effects, not a memory update; so is device
+ * memory (the boot ROM, the framebuffer), which is read through its devmem node, read-only. A write that
  * stops part-way says how many bytes it wrote. Registers go through vm_set_register; setting
  * RIP also moves vmm's nextrip (vmm.c's vm_set_register), so the vCPU resumes there.
  *
@@ -72,6 +73,14 @@ export class GuestWriter {
         stop(`${hex(gpa!)} is not guest RAM (MMIO or unbacked): writes to it are refused`);
       }
       if (route.kind !== "ram") break;
+      if (route.range.segmentName !== "") {
+        // Device memory (boot ROM, framebuffer) is mapped read-only through its devmem node.
+        stop(
+          `${
+            hex(gpa!)
+          } is device memory (segment "${route.range.segmentName}"): writes to it are refused`,
+        );
+      }
       const pageLeft = paging === undefined ? BigInt(data.length) : PAGE - (at % PAGE);
       const rangeLeft = route.range.gpa + route.range.length - gpa!;
       let chunk = data.length - done;

@@ -32,7 +32,12 @@ struct guest_layout {
 	volatile uint32_t pae_active;
 	uint64_t pae_root;
 	uint64_t legacy32_root;
-	uint8_t pad[OFF_PERCPU - 0x48];
+	volatile uint32_t init_ap;
+	volatile uint32_t init_sent;
+	volatile uint32_t sipi_ap;
+	volatile uint32_t sipi_sent;
+	volatile uint32_t ap_mmio_probe;
+	uint8_t pad[OFF_PERCPU - 0x5c];
 	struct percpu percpu[GUEST_MAXCPU];
 };
 
@@ -48,6 +53,11 @@ _Static_assert(offsetof(struct guest_layout, live_gbpages) == OFF_LIVE_GBPAGES, 
 _Static_assert(offsetof(struct guest_layout, pae_active) == OFF_PAE_ACTIVE, "pae");
 _Static_assert(offsetof(struct guest_layout, pae_root) == OFF_PAE_ROOT, "pae root");
 _Static_assert(offsetof(struct guest_layout, legacy32_root) == OFF_LEGACY32_ROOT, "legacy");
+_Static_assert(offsetof(struct guest_layout, init_ap) == OFF_INIT_AP, "init");
+_Static_assert(offsetof(struct guest_layout, init_sent) == OFF_INIT_SENT, "init sent");
+_Static_assert(offsetof(struct guest_layout, sipi_ap) == OFF_SIPI_AP, "sipi");
+_Static_assert(offsetof(struct guest_layout, sipi_sent) == OFF_SIPI_SENT, "sipi sent");
+_Static_assert(offsetof(struct guest_layout, ap_mmio_probe) == OFF_AP_MMIO_PROBE, "ap probe");
 _Static_assert(offsetof(struct guest_layout, percpu) == OFF_PERCPU, "percpu");
 _Static_assert(sizeof(struct percpu) == PERCPU_SIZE, "percpu size");
 _Static_assert(offsetof(struct percpu, mode) == PC_MODE, "mode");
@@ -77,6 +87,10 @@ uint32_t paging_pae_root(void);		/* PAE PDPT, physical, below 4 GiB */
 /* main.c */
 void work_loop(struct percpu *pc);
 void ap_main(int cpu);
+void start_ap(int cpu);		/* the INIT/SIPI pair (spin-up port) */
+
+/* ap_chores.c */
+void ap_chores(struct percpu *pc);
 
 static inline uint64_t
 kva_to_phys(const void *p)

@@ -75,6 +75,11 @@
 #define OFF_PAE_ACTIVE		0x34	/* u32 1 if vCPU 2 runs with PAE paging */
 #define OFF_PAE_ROOT		0x38	/* u64 phys of the PAE PDPT (vCPU 2's tables) */
 #define OFF_LEGACY32_ROOT	0x40	/* u64 phys of a spare 32-bit (2-level) directory */
+#define OFF_INIT_AP		0x48	/* u32 a test writes AP n: another AP sends it an INIT */
+#define OFF_INIT_SENT		0x4c	/* u32 that AP sets n once the INIT is sent */
+#define OFF_SIPI_AP		0x50	/* u32 a test writes AP n: another AP sends it a SIPI */
+#define OFF_SIPI_SENT		0x54	/* u32 that AP sets n once the SIPI is sent */
+#define OFF_AP_MMIO_PROBE	0x58	/* u32 a test writes vCPU n (1..): AP n reads MMIO reads, clears */
 #define OFF_PERCPU		0x80	/* struct percpu[GUEST_MAXCPU] */
 
 #define PERCPU_SIZE		0x40

@@ -69,7 +69,7 @@ tick(struct percpu *pc)
 }
 
 /* BSP-only: the knobs a test turns by writing guest memory. */
-static void start_ap(int cpu);
+void start_ap(int cpu);
 
 static void
 bsp_chores(void)
@@ -92,11 +92,13 @@ work_loop(struct percpu *pc)
 		tick(pc);
 		if (pc->id == 0)
 			bsp_chores();
+		else
+			ap_chores(pc);	/* ap_chores.c */
 	}
 }
 
 /* The INIT/SIPI stand-in: hypervisor sets the AP up at the trampoline. */
-static void
+void
 start_ap(int cpu)
 {
 	bool pae = cpu == PAE_CPU;

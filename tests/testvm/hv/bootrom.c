@@ -12,31 +12,21 @@
  * at the segment's top: the mapping's offset within the segment (segoff) is
  * not 0, and a reader must map the node at that offset.
  *
- * The test VM's stand-in (with --bootrom): a 128 KiB memfd whose upper
+ * The test VM's stand-in (with --bootrom): a 128 KiB segment whose upper
  * 64 KiB are mapped into the guest read-only at the top of 4 GiB (segoff
- * 64 KiB), and a node $TESTVM_DIR/vmm.io/NAME.bootrom (a symlink to the
- * memfd through /proc) that another process opens and maps the same way.
+ * 64 KiB), with its node $TESTVM_DIR/vmm.io/NAME.bootrom (devmem.c).
  * The ROM holds a signature at its start and, at the reset vector,
  * real-mode code a debugger can disassemble: cli; hlt; jmp back to hlt.
  */
-#define _GNU_SOURCE
-#include <errno.h>
-#include <limits.h>
-#include <stdio.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "testvm.h"
 
 #define BOOTROM_SEG_SIZE 0x20000ULL		/* the segment: 128 KiB */
 #define BOOTROM_SIZE	0x10000ULL		/* mapped: its upper 64 KiB */
-#define BOOTROM_SEGOFF	(BOOTROM_SEG_SIZE - BOOTROM_SIZE)
-#define BOOTROM_SLOT	2			/* 0, 1: system memory (vm.c) */
 
-static char node_path[PATH_MAX];
+static struct devmem bootrom;
 
 static void
 bootrom_fill(uint8_t *rom, uint64_t size)
@@ -55,54 +45,15 @@ bootrom_fill(uint8_t *rom, uint64_t size)
 void
 bootrom_create(struct vm *vm, const char *dir)
 {
-	char io_dir[PATH_MAX - 64], target[64];
-	struct kvm_userspace_memory_region r;
-	uint8_t *rom;
-
-	vm->bootrom_size = BOOTROM_SIZE;
-	vm->bootrom_seg_size = BOOTROM_SEG_SIZE;
-	vm->bootrom_segoff = BOOTROM_SEGOFF;
-	vm->bootrom_gpa = TVM_BOOTROM_GPA;	/* = 4 GiB - BOOTROM_SIZE */
-	vm->bootrom_fd = memfd_create("testvm:bootrom", MFD_CLOEXEC);
-	if (vm->bootrom_fd < 0 ||
-	    ftruncate(vm->bootrom_fd, (off_t)BOOTROM_SEG_SIZE) < 0)
-		die("boot ROM: %s", strerror(errno));
-	rom = mmap(NULL, BOOTROM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED,
-	    vm->bootrom_fd, BOOTROM_SEGOFF);
-	if (rom == MAP_FAILED)
-		die("mmap boot ROM: %s", strerror(errno));
-	bootrom_fill(rom, BOOTROM_SIZE);	/* the lower half stays zero */
-
-	r = (struct kvm_userspace_memory_region){
-		.slot = BOOTROM_SLOT,
-		.flags = KVM_MEM_READONLY,
-		.guest_phys_addr = vm->bootrom_gpa,
-		.memory_size = BOOTROM_SIZE,
-		.userspace_addr = (uint64_t)(uintptr_t)rom,
+	bootrom = (struct devmem){
+		.name = "bootrom",
+		.segid = vm->vmm_version >= 15 ? VM_BOOTROM_15 : VM_BOOTROM,
+		.seg_size = BOOTROM_SEG_SIZE,
+		.gpa = TVM_BOOTROM_GPA,		/* = 4 GiB - BOOTROM_SIZE */
+		.len = BOOTROM_SIZE,
+		.segoff = BOOTROM_SEG_SIZE - BOOTROM_SIZE,
+		.prot = PROT_READ | PROT_EXEC,
 	};
-	if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &r) < 0)
-		die("boot ROM memory slot: %s", strerror(errno));
-
-	/* The devmem node: $dir/vmm.io/NAME.bootrom. */
-	if ((size_t)snprintf(io_dir, sizeof(io_dir), "%s/vmm.io", dir) >=
-	    sizeof(io_dir) - 64)
-		die("%s: path too long", dir);
-	if (mkdir(io_dir, 0755) < 0 && errno != EEXIST)
-		die("%s: %s", io_dir, strerror(errno));
-	if ((size_t)snprintf(node_path, sizeof(node_path), "%s/%s.bootrom",
-	    io_dir, vm->name) >= sizeof(node_path))
-		die("%s: path too long", io_dir);
-	snprintf(target, sizeof(target), "/proc/%d/fd/%d", (int)getpid(),
-	    vm->bootrom_fd);
-	unlink(node_path);	/* left by a VM of this name that was killed */
-	if (symlink(target, node_path) < 0)
-		die("%s: %s", node_path, strerror(errno));
-}
-
-void
-bootrom_cleanup(void)
-{
-	if (node_path[0] != '\0')
-		unlink(node_path);
-	node_path[0] = '\0';
+	/* The lower half of the segment stays zero. */
+	bootrom_fill(devmem_create(vm, &bootrom, dir), BOOTROM_SIZE);
 }

@@ -88,30 +88,34 @@ control_listen(struct vm *vm, const char *dir)
 
 /* ---- request execution ------------------------------------------------ */
 
-/* vmm.ko's memory segment ids: 15 numbers one SYSMEM per NUMA domain first. */
-static int
-bootrom_segid(const struct vm *vm)
-{
-	return vm->vmm_version >= 15 ? 8 : VM_BOOTROM;
-}
-
 /*
  * The guest-physical map in address order, as vm_mmap_getnext walks it:
  * bhyve maps one SYSMEM segment twice, [0, lowmem) and 4 GiB onwards, and
- * the boot ROM segment just below 4 GiB.
+ * each device-memory segment (framebuffer, boot ROM) in the hole between.
  */
 static int
 mmap_getnext(struct vm *vm, uint64_t gpa, struct tvm_resp *resp)
 {
-	const uint64_t maps[3][5] = {	/* gpa, len, segid, segoff, prot */
+	const struct devmem *dm[TVM_MAXDEVMEM];
+	uint64_t maps[2 + TVM_MAXDEVMEM][5] = {	/* gpa, len, segid, segoff, prot */
 		{ 0, vm->lowmem, VM_SYSMEM, 0, PROT_READ | PROT_WRITE | PROT_EXEC },
-		{ vm->bootrom_gpa, vm->bootrom_size, bootrom_segid(vm),
-		    vm->bootrom_segoff, PROT_READ | PROT_EXEC },
-		{ TVM_HIGHMEM_BASE, vm->highmem, VM_SYSMEM, vm->lowmem,
-		    PROT_READ | PROT_WRITE | PROT_EXEC },
 	};
+	int n = 1, ndm = devmem_list(dm, TVM_MAXDEVMEM);
 
-	for (int i = 0; i < 3; i++) {
+	for (int i = 0; i < ndm; i++, n++) {
+		maps[n][0] = dm[i]->gpa;
+		maps[n][1] = dm[i]->len;
+		maps[n][2] = (uint64_t)dm[i]->segid;
+		maps[n][3] = dm[i]->segoff;
+		maps[n][4] = (uint64_t)dm[i]->prot;
+	}
+	maps[n][0] = TVM_HIGHMEM_BASE;
+	maps[n][1] = vm->highmem;
+	maps[n][2] = VM_SYSMEM;
+	maps[n][3] = vm->lowmem;
+	maps[n][4] = PROT_READ | PROT_WRITE | PROT_EXEC;
+	n++;
+	for (int i = 0; i < n; i++) {
 		if (maps[i][0] < gpa || maps[i][1] == 0)
 			continue;
 		resp->val[0] = maps[i][0];
@@ -130,15 +134,17 @@ static int
 get_memseg(struct vm *vm, int64_t ident, struct tvm_resp *resp)
 {
 	int max = vm->vmm_version >= 15 ? 11 : 4;	/* VM_MAX_MEMSEGS */
+	const struct devmem *d;
 
 	if (ident < 0 || ident >= max)
 		return EINVAL;
 	resp->val[0] = 0;
 	if (ident == VM_SYSMEM) {
 		resp->val[0] = vm->lowmem + vm->highmem;
-	} else if (ident == bootrom_segid(vm) && vm->bootrom_size > 0) {
-		resp->val[0] = vm->bootrom_seg_size;
-		strcpy((char *)&resp->val[1], "bootrom");
+	} else if ((d = devmem_by_segid((int)ident)) != NULL) {
+		resp->val[0] = d->seg_size;
+		snprintf((char *)&resp->val[1], sizeof(resp->val) -
+		    sizeof(resp->val[0]), "%s", d->name);
 	}
 	return 0;
 }

@@ -2,7 +2,7 @@
  * Devices.
  *
  * Userspace devices (this process only, like bhyve's): the COM1 console,
- * the power-off and AP spin-up ports, and an MMIO device in the hole whose
+ * the power-off, AP spin-up and INIT ports, and an MMIO device in the hole whose
  * reads have a side effect.  Another process can never reach them: their
  * state lives here and vm_readwrite_kernemu_device refuses their addresses.
  *
@@ -49,6 +49,9 @@ pio_out(struct vcpu *v, uint16_t port, uint32_t val)
 		break;
 	case TVM_PORT_SPINUP:
 		vcpu_spinup_ap(v, TVM_SPINUP_VCPU(val), TVM_SPINUP_RIP(val));
+		break;
+	case TVM_PORT_INIT:
+		vcpu_init_ap(v, (int)val);
 		break;
 	default:
 		break;	/* unclaimed: ignored, like bhyve's default inout handler */

@@ -4,7 +4,7 @@
  *
  *   testvm --name NAME --cpus N --mem SIZE --guest demo [--serial FILE]
  *          [--spinup-delay MS] [--vmm-version 13|14|15] [--setup-ms MS]
- *          [--io-delay MS] [--x2apic-vcpu N] [--bootrom]
+ *          [--io-delay MS] [--x2apic-vcpu N] [--bootrom] [--fbuf]
  *   testvm --name NAME --cpus N --mem SIZE --linux VMLINUX [--cmdline STR] ...
  *
  * --linux boots a stock Linux vmlinux through its PVH entry (pvh.c), with
@@ -21,6 +21,7 @@
  * not memory-mapped.  --bootrom adds a boot ROM segment below 4 GiB, as
  * bhyve -l does (the demo guest is loaded like bhyveload, which has none:
  * an AP released too early then runs into the hole, and the VM aborts).
+ * --fbuf adds bhyve's framebuffer segment at 3 GiB, with known contents.
  *
  * Prints "ready NAME" once other processes can open the VM by name, runs
  * until SIGTERM/SIGINT or a guest power-off (status 0), a breakpoint abort
@@ -78,7 +79,7 @@ die(const char *fmt, ...)
 	va_end(ap);
 	fputc('\n', stderr);
 	control_cleanup();
-	bootrom_cleanup();
+	devmem_cleanup();
 	exit(1);
 }
 
@@ -89,7 +90,8 @@ usage(void)
 	    "usage: testvm --name NAME --cpus N --mem SIZE\n"
 	    "              (--guest demo | --linux VMLINUX [--cmdline STR])\n"
 	    "              [--serial FILE] [--spinup-delay MS] [--vmm-version 13|14|15]\n"
-	    "              [--setup-ms MS] [--io-delay MS] [--x2apic-vcpu N] [--bootrom]\n");
+	    "              [--setup-ms MS] [--io-delay MS] [--x2apic-vcpu N] [--bootrom]\n"
+	    "              [--fbuf]\n");
 	exit(2);
 }
 
@@ -181,12 +183,13 @@ main(int argc, char **argv)
 		{ "io-delay", required_argument, NULL, 'D' },
 		{ "x2apic-vcpu", required_argument, NULL, 'X' },
 		{ "bootrom", no_argument, NULL, 'B' },
+		{ "fbuf", no_argument, NULL, 'F' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *guest = NULL, *serial = NULL, *dir;
 	const char *vmlinux = NULL, *cmdline = LINUX_DEFAULT_CMDLINE;
 	uint64_t mem = 256ULL << 20;
-	bool bootrom = false;
+	bool bootrom = false, fbuf = false;
 	sigset_t blocked;
 	int c, sfd;
 
@@ -206,6 +209,7 @@ main(int argc, char **argv)
 		case 'D': vm.io_delay_ms = atoi(optarg); break;
 		case 'X': vm.x2apic_vcpu = atoi(optarg); break;
 		case 'B': bootrom = true; break;
+		case 'F': fbuf = true; break;
 		default: usage();
 		}
 	}
@@ -241,6 +245,8 @@ main(int argc, char **argv)
 	dev_serial_open(&vm, serial);
 	vm.lapic_sipi = vmlinux != NULL;
 	vm_create_kvm(&vm, mem);
+	if (fbuf)
+		fbuf_create(&vm, dir != NULL && *dir ? dir : TVM_DEFAULT_DIR);
 	if (bootrom)
 		bootrom_create(&vm, dir != NULL && *dir ? dir : TVM_DEFAULT_DIR);
 	if (vmlinux != NULL)
@@ -260,7 +266,7 @@ main(int argc, char **argv)
 
 	int code = wait_for_exit(&vm, sfd);
 	control_cleanup();
-	bootrom_cleanup();
+	devmem_cleanup();
 	/* vCPU threads may be inside KVM_RUN: leave without joining them. */
 	_exit(code);
 }

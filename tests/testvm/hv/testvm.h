@@ -8,6 +8,7 @@
 #ifndef TESTVM_H
 #define TESTVM_H
 
+#include <limits.h>
 #include <linux/kvm.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -83,11 +84,6 @@ struct vm {
 	struct tvm_kstate *k;
 	int kstate_fd;
 
-	/* The boot ROM segment (bootrom.c): a memfd mapped below 4 GiB. */
-	int bootrom_fd;
-	uint64_t bootrom_gpa, bootrom_size;	/* the mapping */
-	uint64_t bootrom_seg_size, bootrom_segoff;	/* the segment, and where in it */
-
 	/* Devices. */
 	int serial_fd;
 	_Atomic uint64_t mmio_reads;
@@ -113,6 +109,7 @@ void vcpu_kick(struct vcpu *v);
 int vcpu_suspend(struct vm *vm, int id);
 int vcpu_resume(struct vm *vm, int id);
 void vcpu_spinup_ap(struct vcpu *bsp, int target, uint64_t rip);
+void vcpu_init_ap(struct vcpu *from, int target);
 int vcpu_get_cap(struct vcpu *v, int cap, int *val);
 int vcpu_set_cap(struct vcpu *v, int cap, int val);
 
@@ -167,9 +164,33 @@ bool startup_in_debug_set(const struct vm *vm, int id);
 void startup_release_bsp(struct vm *vm);
 void startup_park_wait(const struct vm *vm);
 
-/* bootrom.c: the boot ROM segment at the top of 4 GiB, and its devmem node */
+/*
+ * devmem.c: device-memory segments (vm_create_devmem), each mapped into the
+ * guest once and readable by other processes through its devmem node.
+ */
+#define TVM_MAXDEVMEM	2
+/* 15 numbers eight SYSMEM segments (NUMA domains) first (sys/dev/vmm/vmm_mem.h). */
+#define VM_BOOTROM_15		8
+#define VM_FRAMEBUFFER_15	9
+struct devmem {
+	const char *name;		/* vm_get_memseg's name, and the node's suffix */
+	int segid;
+	int fd;				/* memfd: offset = offset within the segment */
+	uint64_t seg_size;
+	uint64_t gpa, len, segoff;	/* the one mapping */
+	int prot;
+	char node[PATH_MAX];		/* $TESTVM_DIR/vmm.io/NAME.SEGNAME */
+};
+uint8_t *devmem_create(struct vm *vm, struct devmem *d, const char *dir);
+const struct devmem *devmem_by_segid(int segid);
+int devmem_list(const struct devmem **out, int max);
+void devmem_cleanup(void);
+
+/* bootrom.c: the boot ROM segment at the top of 4 GiB */
 void bootrom_create(struct vm *vm, const char *dir);
-void bootrom_cleanup(void);
+
+/* fbuf.c: the framebuffer segment at its BAR below 4 GiB */
+void fbuf_create(struct vm *vm, const char *dir);
 
 /* acpi.c: RSDP, XSDT and MADT; returns the RSDP's address */
 uint64_t acpi_build(struct vm *vm, uint64_t gpa, uint64_t size);

@@ -13,7 +13,8 @@
  *    and its thread sleeps 1 ms (13.x: no sleep) and looks again;
  *  - when the guest starts an AP, the BSP's thread sets the AP up and
  *    removes it from the debug set itself, even while a debugger holds the
- *    VM (bhyve's spinup_ap calls vm_resume_cpu);
+ *    VM (bhyve's spinup_ap calls vm_resume_cpu); an INIT puts a running AP
+ *    back into the debug set, whoever runs the VM (vcpu_init_ap);
  *  - a request from another process freezes the vCPU first: it is kicked
  *    out of the guest and the request waits until it is idle (vmm.ko's
  *    vcpu_set_state(VCPU_FROZEN)), so register snapshots are consistent;
@@ -247,6 +248,26 @@ vcpu_spinup_ap(struct vcpu *bsp, int target, uint64_t rip)
 		    vm->name, target);
 	vcpu_unfreeze(ap);
 	vcpu_resume(vm, target);	/* EINVAL if already out: ignored, as bhyve does */
+}
+
+/*
+ * bhyve's VM_EXITCODE_IPI handling of an INIT (amd64/vmexit.c vmexit_ipi,
+ * on the sender's thread): vm_suspend_cpu of the destination.  Nothing else:
+ * the AP keeps its registers, parked in the debug set, until a SIPI
+ * (vcpu_spinup_ap) resets and resumes it.  A debugger that resumed it in
+ * between would run it from wherever the INIT caught it.
+ */
+void
+vcpu_init_ap(struct vcpu *from, int target)
+{
+	struct vm *vm = from->vm;
+
+	if (target <= 0 || target >= vm->ncpus || target == from->id) {
+		fprintf(stderr, "testvm %s: INIT of invalid vCPU %d ignored\n",
+		    vm->name, target);
+		return;
+	}
+	vcpu_suspend(vm, target);
 }
 
 static void

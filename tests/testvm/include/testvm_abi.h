@@ -38,6 +38,13 @@
 #define TVM_SPINUP_VCPU(v)	(((v) >> 24) & 0xff)
 #define TVM_SPINUP_RIP(v)	((v) & 0xff000)
 
+/*
+ * An INIT IPI to vCPU `val` (an AP): bhyve's VM_EXITCODE_IPI handler puts
+ * the AP in the debug set (vm_suspend_cpu) and leaves it there until a SIPI
+ * (TVM_PORT_SPINUP) resets it and resumes it.
+ */
+#define TVM_PORT_INIT		0x503
+
 /* ---- Guest-physical map ---------------------------------------------- */
 
 /*
@@ -65,6 +72,18 @@
  */
 #define TVM_BOOTROM_GPA		TVM_U64(0xffff0000)
 #define TVM_BOOTROM_SIGNATURE	"testvm boot ROM"
+
+/*
+ * The framebuffer (--fbuf): bhyve's fbuf device memory ("framebuffer"),
+ * mapped at its BAR, the first address of bhyve's 32-bit PCI window.  The
+ * test VM writes a signature at its start and TVM_FBUF_NPIXELS known
+ * 32-bit pixels at TVM_FBUF_PIXELS_OFF (hv/fbuf.c).
+ */
+#define TVM_FBUF_GPA		TVM_U64(0xc0000000)
+#define TVM_FBUF_SIGNATURE	"testvm framebuffer"
+#define TVM_FBUF_PIXELS_OFF	0x40
+#define TVM_FBUF_NPIXELS	8
+#define TVM_FBUF_PIXEL(i)	(0xfb000000u + (uint32_t)(i) * 0x00010101u)
 
 /* In-kernel local APIC (KVM's, standing in for vmm.ko's vlapic). */
 #define TVM_LAPIC_GPA		TVM_U64(0xfee00000)
