@@ -408,6 +408,7 @@ What cannot be done from outside a stock bhyve (the VM exits go to bhyve's own t
     within the ~1 ms before its thread runs it, then says which it got: "held at the
     first instruction" or "held after the guest ran (RIP moved from X to Y)". On 13.x
     bhyve runs the boot vCPU at once: 'w' holds it after the guest ran, and says so;
-  - reading MMIO that bhyve emulates in its own process (PCI BARs, framebuffer);
+  - reading MMIO that bhyve emulates in its own process (PCI BARs, the framebuffer's
+    registers; its memory is device memory, and is read);
   - reading x87/SSE registers (libvmmapi has no call for them).
 `;
