@@ -15,7 +15,7 @@
  * RAM and registers, read from this process's own buffer: on FreeBSD the VM's memory is a
  * mapping too), as the `dump` subcommand does: hold, copy, release. Each round times both
  * sides, taking turns at going first (whoever writes first may find the page cache colder),
- * after a warm-up write of the same size. The report gives every sample, then per machine the
+ * each dump starting with neither file on disk, after a warm-up write of both files' size. The report gives every sample, then per machine the
  * medians, min–max and ours/QEMU. `--quick` (CI's smoke, 128 MiB, one round) fails only on a
  * crash, never on a number.
  *
@@ -63,7 +63,6 @@ async function diskUse(path: string): Promise<number> {
 }
 
 async function qemuDump(socket: string): Promise<number> {
-  await Deno.remove(QEMU_CORE).catch(() => {});
   const start = performance.now();
   await qmp(socket, [
     { execute: "dump-guest-memory", arguments: { paging: false, protocol: `file:${QEMU_CORE}` } },
@@ -72,7 +71,6 @@ async function qemuDump(socket: string): Promise<number> {
 }
 
 async function oursDump(vm: FakeVm): Promise<{ seconds: number; held: number }> {
-  await Deno.remove(OURS_CORE).catch(() => {});
   const target = new VmTarget(vm);
   try {
     const r = await dumpVm(target, OURS_CORE);
@@ -138,6 +136,7 @@ async function measure(
     // The panicked kernel spins (mdelay loops); stopped, its vCPUs take no CPU from either
     // side's dump (QEMU would stop them for its own dump anyway, ours would not).
     await qmp(socket, [{ execute: "stop" }]);
+    await Deno.remove(QEMU_CORE).catch(() => {});
     await qemuDump(socket);
     const core = await Deno.readFile(QEMU_CORE);
     const share = nonZeroShare(core);
@@ -145,6 +144,8 @@ async function measure(
     for (let round = 1; round <= rounds; round++) {
       const order: Side[] = round % 2 === 1 ? ["QEMU", "ours"] : ["ours", "QEMU"];
       for (const side of order) {
+        // Each dump starts with neither file in the page cache.
+        for (const f of [QEMU_CORE, OURS_CORE]) await Deno.remove(f).catch(() => {});
         let seconds: number;
         let held: number;
         if (side === "QEMU") {
@@ -214,7 +215,7 @@ function summaryTable(results: { samples: Sample[]; share: number }[]): string {
 const vmlinux = await vmlinuxPath();
 const work = await Deno.makeTempDir({ prefix: "bench-dump-" });
 try {
-  await warmUp(mib * MiB);
+  await warmUp(2 * mib * MiB); // room for both files in the page cache
   const sparse = await measure("sparse", vmlinux, `${work}/sparse`, []);
   const ramFile = `${work}/ram`;
   await randomFile(ramFile, mib * MiB);
