@@ -15,7 +15,7 @@
  * RAM and registers, read from this process's own buffer: on FreeBSD the VM's memory is a
  * mapping too), as the `dump` subcommand does: hold, copy, release. Each round times both
  * sides, taking turns at going first (whoever writes first may find the page cache colder),
- * each dump starting with neither file on disk, after a warm-up write of both files' size. The report gives every sample, then per machine the
+ * each dump starting with neither file on disk, right after a warm-up write of its size. The report gives every sample, then per machine the
  * medians, min–max and ours/QEMU. `--quick` (CI's smoke, 128 MiB, one round) fails only on a
  * crash, never on a number.
  *
@@ -109,8 +109,10 @@ async function randomFile(path: string, bytes: number): Promise<void> {
 }
 
 /**
- * Writes and removes a file of the guests' size first: on some machines (a VM whose memory the
- * host hands out on first touch) the first GiB of page cache costs seconds, whoever writes it.
+ * Writes and removes a file of `bytes`, just before a dump: on a VM whose memory the host hands
+ * out on first touch and takes back once free (free page reporting, as on this machine), a GiB
+ * of page cache costs seconds to whoever writes it after a pause (while the other side dumped,
+ * say), and a fraction of a second right after another write freed it.
  */
 async function warmUp(bytes: number): Promise<void> {
   const path = `${DIR}/bench-dump-warm-up`;
@@ -144,8 +146,11 @@ async function measure(
     for (let round = 1; round <= rounds; round++) {
       const order: Side[] = round % 2 === 1 ? ["QEMU", "ours"] : ["ours", "QEMU"];
       for (const side of order) {
-        // Each dump starts with neither file in the page cache.
+        // Each dump starts alike: neither file on disk, the disk idle, and the page cache it
+        // is about to fill freshly written (see warmUp).
         for (const f of [QEMU_CORE, OURS_CORE]) await Deno.remove(f).catch(() => {});
+        await new Deno.Command("sync").output();
+        await warmUp(mib * MiB);
         let seconds: number;
         let held: number;
         if (side === "QEMU") {
@@ -215,7 +220,6 @@ function summaryTable(results: { samples: Sample[]; share: number }[]): string {
 const vmlinux = await vmlinuxPath();
 const work = await Deno.makeTempDir({ prefix: "bench-dump-" });
 try {
-  await warmUp(2 * mib * MiB); // room for both files in the page cache
   const sparse = await measure("sparse", vmlinux, `${work}/sparse`, []);
   const ramFile = `${work}/ram`;
   await randomFile(ramFile, mib * MiB);
