@@ -77,6 +77,12 @@ export interface CoreSource {
   mappings?: readonly VirtualMapping[];
   /** Copies `into.length` bytes of RAM at `gpa` (inside one range). */
   read(gpa: bigint, into: Uint8Array): void;
+  /**
+   * Optional: `length` bytes of RAM at `gpa` (inside one range) as a view of the machine's
+   * memory, no copy (on FreeBSD a mapping of the VM's memory). The writer only reads it, and
+   * lets go of it once its chunk is written, before it returns.
+   */
+  view?(gpa: bigint, length: number): Uint8Array;
   /** Throws if the machine has gone away (called between chunks). */
   check?(): void;
 }

@@ -4,7 +4,8 @@
  * The device fd maps at offset = guest-physical address (vmm-facts.md section 1). The mapping
  * is PROT_READ unless the server was started with `--allow-write`: then it is read-write, as
  * libvmmapi's own vm_map_gpa maps it. Read-only, a stray write through it faults instead of
- * corrupting the guest. Nothing outside this file sees the mapping: reads and writes copy.
+ * corrupting the guest. Reads and writes copy; only the core writer (core/writer.ts) gets views,
+ * which it reads, and drops before its dump ends.
  *
  * @module
  */
@@ -69,6 +70,14 @@ export class MappedRange {
   /** Copies `into.length` bytes at `gpa` (which {@link contains} must accept). */
   read(gpa: bigint, into: Uint8Array): void {
     into.set(this.#view(gpa, into.length));
+  }
+
+  /**
+   * A view of `length` bytes at `gpa` (which {@link contains} must accept), no copy: never to
+   * be written through, nor kept past the next {@link unmap}.
+   */
+  view(gpa: bigint, length: number): Uint8Array {
+    return this.#view(gpa, length);
   }
 
   /** Copies `from` to `gpa` (which {@link contains} must accept); the mapping must be writable. */

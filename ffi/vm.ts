@@ -267,6 +267,10 @@ class FfiVm implements VmHandle {
     this.#rangeOf(gpa, into.length).read(gpa, into);
   }
 
+  viewRam(gpa: bigint, length: number): Uint8Array {
+    return this.#rangeOf(gpa, length).view(gpa, length);
+  }
+
   writeRam(gpa: bigint, from: Uint8Array): void {
     this.#rangeOf(gpa, from.length).write(gpa, from);
   }

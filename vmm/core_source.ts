@@ -79,6 +79,9 @@ export function vmCoreSource(
     cpus,
     ranges,
     read: (gpa, into) => vm.readRam(gpa, into),
+    // The writer scans and writes each chunk straight from the mapping, and drops the view
+    // before the dump returns (the ranges are mapped anew only by a later memoryRanges()).
+    ...(vm.viewRam ? { view: (gpa: bigint, length: number) => vm.viewRam!(gpa, length) } : {}),
     // Any call fails once the VM is destroyed, while its mapping may still read fine.
     check: () => void vm.activeCpus(),
   };

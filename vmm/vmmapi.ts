@@ -189,6 +189,12 @@ export interface VmHandle {
   /** Copies `into.length` bytes of RAM at `gpa` (one readable range must hold them all). */
   readRam(gpa: bigint, into: Uint8Array): void;
   /**
+   * Optional: `length` bytes of RAM at `gpa` (one readable range must hold them all) as a view
+   * of the mapped memory, no copy, for the core writer's reads of whole GiBs. Read-only (a write
+   * through it may fault), and usable only until the ranges are mapped anew or the VM closed.
+   */
+  viewRam?(gpa: bigint, length: number): Uint8Array;
+  /**
    * Guest RAM (system memory) as a private copy-on-write image for the emulator: it reads the
    * guest's pages and keeps its own writes (emu/emulator.ts).
    */

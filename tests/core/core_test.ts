@@ -12,8 +12,8 @@ import {
   type SegmentState,
 } from "../../core/mod.ts";
 import { prstatus, PRSTATUS_SIZE, QEMU_CPU_STATE_SIZE, qemuCpuState } from "../../core/notes.ts";
-import { nonZeroRuns } from "../../core/writer.ts";
-import { readelf } from "../helpers/core_image.ts";
+import { CHUNK_BYTES, nonZeroRuns } from "../../core/writer.ts";
+import { loads, readelf } from "../helpers/core_image.ts";
 import { runGdb } from "../helpers/gdb.ts";
 
 const segment: SegmentState = { selector: 0x10, limit: 0xffff_ffff, flags: 0xa09b00, base: 0n };
@@ -80,6 +80,55 @@ Deno.test("zero pages are found page by page, a short last page included", () =>
     5 * 4096 + 100,
   ]]);
   assert.deepEqual(nonZeroRuns(new Uint8Array(8192)), []);
+  // One non-zero byte anywhere in a page, of any value (a word's sign bit too), makes it data.
+  const page = new Uint8Array(2 * 4096);
+  for (let at = 0; at < 4096; at++) {
+    for (const value of [1, 0x80]) {
+      page[4096 + at] = value;
+      assert.deepEqual(nonZeroRuns(page), [[4096, 8192]], `byte ${at} = ${value}`);
+    }
+    page[4096 + at] = 0;
+  }
+});
+
+Deno.test("written from views of the machine's memory or from copies, the files are the same, holes included", async () => {
+  // Three chunks and a bit; zero pages at the start, inside and across chunk boundaries.
+  const ram = new Uint8Array(3 * CHUNK_BYTES + 5 * 4096);
+  for (let page = 0; page < ram.length / 4096; page++) {
+    if (page % 7 < 3 || (page > 2040 && page < 2060)) continue;
+    crypto.getRandomValues(ram.subarray(page * 4096, page * 4096 + 64));
+  }
+  // A second copy one byte in: its views sit at odd addresses, which the writer copies.
+  const odd = new Uint8Array(ram.length + 1).subarray(1);
+  odd.set(ram);
+  const read = (from: Uint8Array) => (gpa: bigint, into: Uint8Array) =>
+    into.set(from.subarray(Number(gpa), Number(gpa) + into.length));
+  const view = (from: Uint8Array) => (gpa: bigint, length: number) =>
+    from.subarray(Number(gpa), Number(gpa) + length);
+  const base = { cpus: [cpu(0)], ranges: [{ gpa: 0n, length: BigInt(ram.length) }] };
+  const sources: Record<string, CoreSource> = {
+    copied: { ...base, read: read(ram) },
+    viewed: { ...base, read: () => assert.fail("copied"), view: view(ram) },
+    odd: { ...base, read: read(odd), view: view(odd) },
+  };
+  const dir = await Deno.makeTempDir({ prefix: "core-test-" });
+  try {
+    const files: Record<string, Uint8Array> = {};
+    for (const [name, source] of Object.entries(sources)) {
+      const result = await saveCore(source, `${dir}/${name}.core`);
+      assert.equal(result.ram, BigInt(ram.length));
+      files[name] = await Deno.readFile(`${dir}/${name}.core`);
+    }
+    assert.deepEqual(files.viewed, files.copied);
+    assert.deepEqual(files.odd, files.copied);
+    const [load] = loads(files.copied!);
+    assert.deepEqual(files.copied!.subarray(load!.offset, load!.offset + load!.size), ram);
+    // Holes: the files take less disk than their size (zero pages are never written).
+    const info = await Deno.stat(`${dir}/viewed.core`);
+    assert.ok((info.blocks ?? 0) * 512 < info.size * 0.7, `${info.blocks} blocks`);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test("more than 65534 PT_LOADs: e_phnum is PN_XNUM and section 0 holds the count; readelf and gdb read it", async () => {

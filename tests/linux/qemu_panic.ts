@@ -18,6 +18,8 @@ export interface PanicOptions {
   /** QEMU's -m, e.g. "128M". */
   mem: string;
   vcpus: number;
+  /** More QEMU arguments (e.g. a memory backend). */
+  extra?: string[];
 }
 
 function startQemu(vmlinux: string, dir: string, options: PanicOptions, extra: string[]) {
@@ -44,7 +46,7 @@ export async function bootToPanic(
   dir: string,
   options: PanicOptions,
 ): Promise<Deno.ChildProcess> {
-  const process = startQemu(vmlinux, dir, options, []);
+  const process = startQemu(vmlinux, dir, options, options.extra ?? []);
   const serial = () => Deno.readTextFile(`${dir}/serial.log`).catch(() => "");
   try {
     await until("the kernel's panic", async () => PANICKED.test(await serial()), 300_000);

@@ -195,10 +195,11 @@ Deno.test("the VM vanishing mid-dump and an abort (Ctrl-C): guest released, no f
     const vm = await fakeDemoMachine(64);
     const target = new VmTarget(vm);
     let reads = 0;
-    const readRam = vm.readRam.bind(vm);
-    vm.readRam = (gpa, into) => {
-      if (into.length >= 1 << 20 && ++reads === 3) vm.gone = true;
-      readRam(gpa, into);
+    // The writer takes each chunk as a view of the machine's memory: the third one is the last.
+    const viewRam = vm.viewRam.bind(vm);
+    vm.viewRam = (gpa, length) => {
+      if (length >= 1 << 20 && ++reads === 3) vm.gone = true;
+      return viewRam(gpa, length);
     };
     await assert.rejects(dumpVm(target, `${dir}/gone.core`), (e: Error) => {
       assert.ok(e instanceof TargetGoneError, String(e));
@@ -261,11 +262,11 @@ Deno.test("monitor dump: only into --dump-dir, plain names, never over a file or
 
     // A slow dump prints progress as it goes (each line also restarts gdb's reply timeout).
     const big = await fakeDemoMachine(32);
-    const readRam = big.readRam.bind(big);
-    big.readRam = (gpa, into) => {
-      const until = performance.now() + (into.length >= 1 << 20 ? 450 : 0);
+    const viewRam = big.viewRam.bind(big);
+    big.viewRam = (gpa, length) => {
+      const until = performance.now() + (length >= 1 << 20 ? 450 : 0);
       while (performance.now() < until) { /* a slow disk */ }
-      readRam(gpa, into);
+      return viewRam(gpa, length);
     };
     const slowTarget = new VmTarget(big, { dumpDir: dir });
     await slowTarget.stop();

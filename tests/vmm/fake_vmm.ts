@@ -129,12 +129,19 @@ export class FakeVm implements VmHandle {
   }
   readRam(gpa: bigint, into: Uint8Array): void {
     this.#check("readRam");
+    into.set(this.#ramAt(gpa, into.length));
+  }
+  viewRam(gpa: bigint, length: number): Uint8Array {
+    this.#check("viewRam");
+    return this.#ramAt(gpa, length);
+  }
+  #ramAt(gpa: bigint, length: number): Uint8Array {
     const r = this.ram.find((r) =>
-      gpa >= r.range.gpa && gpa + BigInt(into.length) <= r.range.gpa + r.range.length
+      gpa >= r.range.gpa && gpa + BigInt(length) <= r.range.gpa + r.range.length
     );
     if (r === undefined) throw new RangeError(`not RAM: ${gpa}`);
     const off = Number(gpa - r.range.gpa);
-    into.set(r.bytes.subarray(off, off + into.length));
+    return r.bytes.subarray(off, off + length);
   }
   /** The fake RAM in a temporary file, mapped privately as the emulator's image. */
   ramImage(): RamImage {
