@@ -290,6 +290,12 @@ conn_thread(void *arg)
 		if (n <= 0)
 			break;
 		memset(resp, 0, sizeof(*resp));
+		if (n == sizeof(*req) && req->magic == TVM_PROTO_MAGIC &&
+		    req->op == TVM_OP_KICK) {
+			/* vm_suspend_cpu's vcpu_notify_event: the caller does not wait. */
+			(void)vcpu_suspend(c->vm, req->vcpu);
+			continue;
+		}
 		if (n != sizeof(*req) || req->magic != TVM_PROTO_MAGIC)
 			resp->error = EINVAL;
 		else

@@ -17,7 +17,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
-#define TVM_PROTO_MAGIC		0x54564d34u	/* bump on any layout change */
+#define TVM_PROTO_MAGIC		0x54564d35u	/* bump on any layout change */
 /* bhyve allows more than 64 vCPUs (cpuset_t is 1024 bits on 14 and later). */
 #define TVM_MAXCPU		128
 #define TVM_MAXREGS		64
@@ -40,6 +40,7 @@ enum tvm_op {
 	TVM_OP_GET_STATS,	/* vcpu -> val[0..TVM_NSTATS) (vmm_stat counters) */
 	TVM_OP_X2APIC_STATE,	/* vcpu -> val[0] = enum x2apic_state */
 	TVM_OP_KSTATE,		/* -> fd: the shared struct tvm_kstate */
+	TVM_OP_KICK,		/* vcpu: vm_suspend_cpu's notify; NO reply */
 };
 
 /*

@@ -100,6 +100,23 @@ hang_up(struct vmctx *ctx)
 }
 
 int
+tvm_post(struct vmctx *ctx, struct tvm_req *req)
+{
+	int err = 0;
+
+	req->magic = TVM_PROTO_MAGIC;
+	pthread_mutex_lock(&ctx->lock);
+	if (ctx->sock < 0) {
+		err = ENXIO;
+	} else if (send_request(ctx->sock, req) != (ssize_t)sizeof(*req)) {
+		hang_up(ctx);
+		err = ENXIO;
+	}
+	pthread_mutex_unlock(&ctx->lock);
+	return err;
+}
+
+int
 tvm_call(struct vmctx *ctx, struct tvm_req *req, struct tvm_resp *resp, int *fd)
 {
 	int err;

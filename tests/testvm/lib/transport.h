@@ -32,4 +32,10 @@ int tvm_connect(const char *name, int *sock);
 int tvm_call(struct vmctx *ctx, struct tvm_req *req, struct tvm_resp *resp,
     int *fd);
 
+/*
+ * Send `req` and do not wait: for a request the hypervisor answers with
+ * nothing (TVM_OP_KICK).  0 or ENXIO.
+ */
+int tvm_post(struct vmctx *ctx, struct tvm_req *req);
+
 #endif /* TRANSPORT_H */

@@ -346,21 +346,29 @@ vm_alive(struct vmctx *ctx)
 
 /*
  * 0103: vcpu == -1 means all; 0200 has vm_suspend_all_cpus for that.
- * vmm.ko's vm_suspend_cpu sets the vCPU's bit in debug_cpus, then kicks it
- * out of the guest: the bit is set here at once, in the shared page (a
- * vCPU thread checks it before each entry), and the kick goes over the
- * socket.
+ * vmm.ko's vm_suspend_cpu sets the vCPU's bit in debug_cpus, then notifies
+ * the vCPU (an IPI if it is in the guest) and returns without waiting for
+ * it to leave.  Here: the bit is set at once, in the shared page (a vCPU
+ * thread checks it before each entry), and the kick is posted over the
+ * socket, unanswered, so a batch of suspends does not wait for the
+ * hypervisor's control thread to be scheduled once per vCPU.
  */
 int
 vm_suspend_cpu(VCPU_ARGS)
 {
 	struct vmctx *vctx = VCTX;
 	int id = VID;
+	struct tvm_req req = { .op = TVM_OP_KICK, .vcpu = id };
 
-	if (vctx != NULL && id >= 0 && id < vctx->ncpus && id < TVM_MAXCPU && vm_alive(vctx) &&
-	    (atomic_load(&vctx->k->active.w[id / 64]) >> (id % 64) & 1))
-		atomic_fetch_or(&vctx->k->debug.w[id / 64], 1ULL << (id % 64));
-	return ret(cpus_request(vctx, TVM_OP_SUSPEND_CPU, id));
+	if (vctx == NULL || id < 0)
+		return ret(cpus_request(vctx, TVM_OP_SUSPEND_CPU, id));
+	if (!vm_alive(vctx))
+		return ret(ENXIO);
+	if (id >= vctx->ncpus || id >= TVM_MAXCPU ||
+	    !(atomic_load(&vctx->k->active.w[id / 64]) >> (id % 64) & 1))
+		return ret(EINVAL);
+	atomic_fetch_or(&vctx->k->debug.w[id / 64], 1ULL << (id % 64));
+	return ret(tvm_post(vctx, &req));
 }
 
 int
