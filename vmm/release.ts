@@ -57,6 +57,7 @@ export async function releaseRecorded(
     if (bhyves.length > 0) parts.push(`bhyve itself holds vCPUs ${bhyves.join(", ")}`);
     return { ok: left.length === 0, message: parts.join("; ") };
   } finally {
+    record.close();
     vm.close();
   }
 }

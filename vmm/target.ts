@@ -109,6 +109,7 @@ export class VmTarget implements DebugTarget {
   /** Where `monitor dump` may write; undefined: refused. */
   readonly dumpDir: string | undefined;
 
+  #record: HoldRecord | undefined;
   #heldPollMs: number;
   #runningPollMs: number;
   #parkTimeoutMs: number;
@@ -130,6 +131,7 @@ export class VmTarget implements DebugTarget {
     this.memory = new GuestMemory(vm);
     this.registers = new RegisterReader(vm);
     const record = options.record;
+    this.#record = record;
     this.control = new RunControl(vm, record && ((vcpus) => writeRecord(record, vcpus)));
     this.parking = new ParkTracker(vm);
     this.writer = new GuestWriter(vm, this.memory);
@@ -552,6 +554,7 @@ export class VmTarget implements DebugTarget {
     }
     this.#stopRetry();
     this.vm.close();
+    this.#record?.close();
   }
 
   /**

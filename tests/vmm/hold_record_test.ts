@@ -84,3 +84,24 @@ Deno.test("a record that is a symlink is not believed", () =>
     new VmTarget(vm, { record: new HoldRecord(holdRecordPath("fake", dir)) });
     assert.deepEqual([...vm.debug], [2], "bhyve's AP stays parked");
   }));
+
+Deno.test("after the first write the record is rewritten in place, longer or shorter, and reads back exactly", () =>
+  withDir((dir) => {
+    const path = holdRecordPath("inplace", dir);
+    const record = new HoldRecord(path);
+    try {
+      record.write([0, 1, 2, 3, 10, 11]);
+      const inode = Deno.statSync(path).ino;
+      for (const vcpus of [[1], [], [5, 6, 7, 8, 9, 100, 127], [2]]) {
+        record.write(vcpus);
+        // A fresh reader, as the next server or `release` would be.
+        assert.deepEqual(new HoldRecord(path).read(), { pid: Deno.pid, vcpus });
+        assert.equal(Deno.statSync(path).ino, inode, "no rename after the first write");
+      }
+      assert.deepEqual(Deno.readDirSync(dir).map((e) => e.name).toArray(), [
+        "bhyve-gdbstub.inplace.held",
+      ]);
+    } finally {
+      record.close();
+    }
+  }));
