@@ -16,12 +16,16 @@
  * @module
  */
 import { getLogger } from "../log/mod.ts";
+import { yieldTurn } from "./sleep.ts";
 import { isGone, type VmHandle, VmmError } from "./vmmapi.ts";
 
 const log = getLogger(["bhyve-gdbstub", "vmm"]);
 
 /** How many VM_RUN returns after the suspend prove the vCPU parked. */
 const RETURNS_TO_PARK = 2n;
+
+/** For how long {@link ParkTracker.settle} looks again without a timer (ms). */
+const QUICK_LOOK_MS = 5;
 
 /** Tracks the vCPUs suspended since the last hold until each has parked. */
 export class ParkTracker {
@@ -66,7 +70,8 @@ export class ParkTracker {
    * pending and their snapshots are not cached). Resolves with those still pending.
    */
   async settle(timeoutMs: number, intervalMs = 1): Promise<number[]> {
-    const deadline = performance.now() + timeoutMs;
+    const started = performance.now();
+    const deadline = started + timeoutMs;
     for (;;) {
       const left = this.pending.filter((vcpu) => !this.parked(vcpu));
       const countable = left.filter((vcpu) => this.#pending.get(vcpu) !== null);
@@ -87,7 +92,10 @@ export class ParkTracker {
         );
         return countable;
       }
-      await delay(intervalMs);
+      // bhyve parks a vCPU within two of its 1 ms sleeps: for the first few ms look again
+      // without a timer (one costs 2.1 ms in Deno here, measured), then once per interval.
+      if (performance.now() - started < QUICK_LOOK_MS) await yieldTurn(undefined);
+      else await delay(intervalMs);
     }
   }
 
