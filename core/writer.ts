@@ -8,6 +8,7 @@
  *
  * @module
  */
+import { setImmediate } from "node:timers";
 import type { CoreLayout } from "./layout.ts";
 import type { CoreSource } from "./source.ts";
 
@@ -52,6 +53,9 @@ export async function writeCore(
   try {
     for (const [i, range] of source.ranges.entries()) {
       for (let off = 0n; off < range.length; off += BigInt(CHUNK_BYTES)) {
+        // A turn of the event loop, so a signal's listener can run: a chunk of zero pages
+        // writes nothing, and its `await` alone would never leave the microtask queue.
+        await new Promise((resolve) => setImmediate(resolve));
         options.signal?.throwIfAborted();
         source.check?.();
         const n = Number(min(range.length - off, BigInt(CHUNK_BYTES)));

@@ -131,6 +131,37 @@ Deno.test("written from views of the machine's memory or from copies, the files 
   }
 });
 
+Deno.test("a signal's listener runs during a copy of zero pages, and its abort stops the copy", async () => {
+  // 1 GiB of zero pages as views: no chunk writes anything, so only a turn of the event loop
+  // per chunk lets the timer (a signal listener's stand-in) run before the copy ends.
+  const zero = new Uint8Array(CHUNK_BYTES);
+  const source: CoreSource = {
+    cpus: [cpu(0)],
+    ranges: [{ gpa: 0n, length: 128n * BigInt(CHUNK_BYTES) }],
+    read: () => assert.fail("copied"),
+    view: (_gpa, length) => zero.subarray(0, length),
+  };
+  const dir = await Deno.makeTempDir({ prefix: "core-abort-" });
+  try {
+    const stop = new AbortController();
+    let chunks = 0;
+    await assert.rejects(
+      saveCore(source, `${dir}/zero.core`, {
+        signal: stop.signal,
+        // Armed once the copy is under way (the file's creation gives the loop turns of its own).
+        onProgress: () => {
+          if (chunks++ === 0) setTimeout(() => stop.abort(), 0);
+        },
+      }),
+      (error: Error) => error.name === "AbortError",
+    );
+    assert.ok(chunks < 128, `all ${chunks} chunks were copied before the abort was seen`);
+    assert.deepEqual([...Deno.readDirSync(dir)], [], "no file left");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("more than 65534 PT_LOADs: e_phnum is PN_XNUM and section 0 holds the count; readelf and gdb read it", async () => {
   const ram = new Uint8Array(70_000 * 4096);
   for (let page = 0; page < 70_000; page++) ram[page * 4096] = page & 0xff || 1;
