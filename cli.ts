@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
+import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
 import { type Level, LEVELS } from "./log/record.ts";
 
 export const VERSION = "0.1.0";
@@ -139,31 +139,20 @@ export function parseCommandLine(
     case "dump":
       return parseDumpCommand(args.slice(1), env);
   }
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        vm: { type: "string" },
-        gdb: { type: "string", short: "G" },
-        vmmapi: { type: "string" },
-        unicorn: { type: "string" },
-        "emu-budget": { type: "string" },
-        "log-level": { type: "string" },
-        "max-hold": { type: "string" },
-        "stall-timeout": { type: "string" },
-        "allow-write": { type: "boolean" },
-        "dump-dir": { type: "string" },
-        help: { type: "boolean", short: "h" },
-        version: { type: "boolean", short: "V" },
-      },
-    });
-  } catch (error) {
-    throw new UsageError(describeParseError(error));
-  }
-  const v = parsed.values;
+  const v = parseOptions("", args, {
+    vm: { type: "string" },
+    gdb: { type: "string", short: "G" },
+    vmmapi: { type: "string" },
+    unicorn: { type: "string" },
+    "emu-budget": { type: "string" },
+    "log-level": { type: "string" },
+    "max-hold": { type: "string" },
+    "stall-timeout": { type: "string" },
+    "allow-write": { type: "boolean" },
+    "dump-dir": { type: "string" },
+    help: { type: "boolean", short: "h" },
+    version: { type: "boolean", short: "V" },
+  });
   if (v.help) return { kind: "help" };
   if (v.version) return { kind: "version" };
   const vm = parseVmName("", v.vm);
@@ -193,23 +182,32 @@ function parseRelease(
   args: string[],
   env: Env,
 ): Command {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      strict: true,
-      allowPositionals: false,
-      options: { vm: { type: "string" }, vmmapi: { type: "string" } },
-    });
-  } catch (error) {
-    throw new UsageError(`release: ${describeParseError(error)}`);
-  }
-  const vm = parseVmName("release: ", parsed.values.vm);
-  const options: ReleaseOptions = { vm, ...vmmapiOption(parsed.values.vmmapi, env) };
+  const v = parseOptions("release: ", args, {
+    vm: { type: "string" },
+    vmmapi: { type: "string" },
+  });
+  const vm = parseVmName("release: ", v.vm);
+  const options: ReleaseOptions = { vm, ...vmmapiOption(v.vmmapi, env) };
   return { kind: "release", options };
 }
 
 type Env = { get(name: string): string | undefined };
+
+/**
+ * parseArgs with the program's rules (strict, no positionals); a mistake becomes a UsageError
+ * whose message starts with `prefix` (the subcommand: "dump: ", or "" for the server).
+ */
+function parseOptions<const O extends ParseArgsOptionsConfig>(
+  prefix: string,
+  args: string[],
+  options: O,
+) {
+  try {
+    return parseArgs({ args, strict: true, allowPositionals: false, options }).values;
+  } catch (error) {
+    throw new UsageError(`${prefix}${describeParseError(error)}`);
+  }
+}
 
 /** `--vm NAME`: required, and a name under /dev/vmm/, so without '/'. */
 function parseVmName(subcommand: string, vm: string | undefined): string {
@@ -263,27 +261,16 @@ function parseDumpCommand(
   args: string[],
   env: Env,
 ): Command {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        vm: { type: "string" },
-        output: { type: "string", short: "o" },
-        paging: { type: "boolean" },
-        live: { type: "boolean" },
-        force: { type: "boolean" },
-        vmmapi: { type: "string" },
-        "log-level": { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
-    });
-  } catch (error) {
-    throw new UsageError(`dump: ${describeParseError(error)}`);
-  }
-  const v = parsed.values;
+  const v = parseOptions("dump: ", args, {
+    vm: { type: "string" },
+    output: { type: "string", short: "o" },
+    paging: { type: "boolean" },
+    live: { type: "boolean" },
+    force: { type: "boolean" },
+    vmmapi: { type: "string" },
+    "log-level": { type: "string" },
+    help: { type: "boolean", short: "h" },
+  });
   if (v.help) return { kind: "help" };
   const vm = parseVmName("dump: ", v.vm);
   if (v.output === undefined || v.output === "") {
