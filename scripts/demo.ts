@@ -15,6 +15,7 @@
 import { parseArgs } from "node:util";
 import { RUN_PERMISSIONS } from "../cli.ts";
 import { lockVm } from "../vmm/lock.ts";
+import { unicornPath } from "../tests/emu/machine.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const BUILD = `${ROOT}tests/testvm/build`;
@@ -76,6 +77,8 @@ if (!await untilLine(vm.stdout, (line) => line === `ready ${VM}`)) {
 }
 void drain(vm.stderr, true); // from now on, what the VM says goes to stderr
 
+// Emulated stepping needs libunicorn: the one tests use (BHYVE_GDBSTUB_UNICORN, .cache/unicorn).
+const unicorn = unicornPath();
 const stub = spawn(Deno.execPath(), [
   "run",
   ...RUN_PERMISSIONS,
@@ -83,7 +86,7 @@ const stub = spawn(Deno.execPath(), [
   ...["--vm", VM, "-G", values.gdb, "--vmmapi", `${BUILD}/libvmmapi.so.6`],
   ...["--log-level", values["log-level"]],
   ...(values["allow-write"] ? ["--allow-write"] : []),
-  ...unicornArgs(),
+  ...(unicorn === undefined ? [] : ["--unicorn", unicorn]),
 ]);
 void drain(stub.stdout, true);
 // Until it listens, keep what the server says: if it fails, its last line is the reason.
@@ -126,19 +129,6 @@ const ended = await Promise.race([
 if (ended.code === 0) await exit(0);
 await new Promise((resolve) => setTimeout(resolve, 300));
 await exit(1, `${ended.who} exited (${ended.code}); stopping`);
-
-/** `--unicorn PATH` for the server when the environment or the repository has one. */
-function unicornArgs(): string[] {
-  const named = Deno.env.get("BHYVE_GDBSTUB_UNICORN");
-  if (named !== undefined && named !== "") return [];
-  const cached = `${ROOT}.cache/unicorn/unicorn/lib/libunicorn.so.2`;
-  try {
-    Deno.statSync(cached);
-    return ["--unicorn", cached];
-  } catch {
-    return []; // the server tries the usual names, and says what it tried if asked to step
-  }
-}
 
 interface Child {
   process: Deno.ChildProcess;
