@@ -69,9 +69,8 @@ export class HoldRecord {
     if (text.trimEnd() === this.#last.trimEnd()) return;
     if (this.#file !== undefined) {
       text = `${text.trimEnd().padEnd(this.#last.length - 1)}\n`;
-      const bytes = new TextEncoder().encode(text);
       this.#file.seekSync(0, Deno.SeekMode.Start);
-      for (let at = 0; at < bytes.length;) at += this.#file.writeSync(bytes.subarray(at));
+      writeAll(this.#file, text);
       this.#last = text;
       return;
     }
@@ -84,8 +83,7 @@ export class HoldRecord {
     // createNew: never write through a symlink planted in a shared directory.
     const file = Deno.openSync(temporary, { write: true, createNew: true, mode: 0o644 });
     try {
-      const bytes = new TextEncoder().encode(text);
-      for (let at = 0; at < bytes.length;) at += file.writeSync(bytes.subarray(at));
+      writeAll(file, text);
       Deno.renameSync(temporary, this.path);
     } catch (error) {
       file.close();
@@ -100,6 +98,12 @@ export class HoldRecord {
     this.#file?.close();
     this.#file = undefined;
   }
+}
+
+/** Writes all of `text` at the file's position. */
+function writeAll(file: Deno.FsFile, text: string): void {
+  const bytes = new TextEncoder().encode(text);
+  for (let at = 0; at < bytes.length;) at += file.writeSync(bytes.subarray(at));
 }
 
 /** Parses a record's text; undefined if it is not one. */
