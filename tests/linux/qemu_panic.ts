@@ -40,22 +40,56 @@ function startQemu(vmlinux: string, dir: string, options: PanicOptions, extra: s
   }).spawn();
 }
 
-/** Starts QEMU with its serial log and QMP socket in `dir`; resolves once it panicked. */
+/** How long the console may stay silent before a boot counts as stuck (ms). */
+const SILENT_MS = 60_000;
+/** Boots tried before giving up: TCG with two vCPUs now and then stops making progress. */
+const BOOTS = 2;
+
+/**
+ * Starts QEMU with its serial log and QMP socket in `dir`; resolves once it panicked. QEMU's
+ * TCG (no /dev/kvm) with two vCPUs has been seen to stall mid-boot, its console silent for
+ * minutes at a random point (twice in a day, at "Loading compiled-in X.509 certificates" and
+ * in ACPI's PCI set-up); a boot whose console is silent for a minute is killed, its last line
+ * printed, and the boot tried once more.
+ */
 export async function bootToPanic(
   vmlinux: string,
   dir: string,
   options: PanicOptions,
 ): Promise<Deno.ChildProcess> {
-  const process = startQemu(vmlinux, dir, options, options.extra ?? []);
-  const serial = () => Deno.readTextFile(`${dir}/serial.log`).catch(() => "");
-  try {
-    await until("the kernel's panic", async () => PANICKED.test(await serial()), 300_000);
-  } catch (error) {
+  const log = `${dir}/serial.log`;
+  const serial = () => Deno.readTextFile(log).catch(() => "");
+  for (let boot = 1;; boot++) {
+    const process = startQemu(vmlinux, dir, options, options.extra ?? []);
+    let seen = "";
+    let changed = Date.now();
+    let stuck = false;
+    try {
+      await until("the kernel's panic", async () => {
+        const text = await serial();
+        if (text.length !== seen.length) [seen, changed] = [text, Date.now()];
+        stuck = Date.now() - changed > SILENT_MS;
+        return PANICKED.test(text) || stuck;
+      }, 300_000);
+      if (!stuck) return process;
+    } catch (error) {
+      process.kill("SIGKILL");
+      await process.status;
+      throw error;
+    }
     process.kill("SIGKILL");
     await process.status;
-    throw error;
+    const last = seen.trimEnd().split("\n").at(-1) ?? "";
+    if (boot === BOOTS) {
+      throw new Error(`QEMU's boot stalled ${BOOTS} times; the last at: ${last}`);
+    }
+    console.error(
+      `bootToPanic: boot ${boot} stalled (console silent ${SILENT_MS / 1000} s at ` +
+        `"${last}"); booting again`,
+    );
+    await Deno.remove(log).catch(() => {});
+    await Deno.remove(`${dir}/qmp.sock`).catch(() => {});
   }
-  return process;
 }
 
 /**
