@@ -139,6 +139,9 @@ export const SYMBOLS = {
 /** Functions on every long-mode vCPU's call chain, innermost last. */
 export const CALL_CHAIN = ["kmain", "work_loop", "tick", "spin"] as const;
 
+/** What work_loop calls after each tick (guest/main.c): bsp_chores on vCPU 0, else ap_chores. */
+const CHORES = ["bsp_chores", "ap_chores"] as const;
+
 /**
  * What a backtrace of a long-mode vCPU must show, innermost first, when it stopped in `fn`: the
  * call chain from `fn` out to kmain (undefined if `fn` is not on it). A vCPU is nearly always
@@ -146,6 +149,8 @@ export const CALL_CHAIN = ["kmain", "work_loop", "tick", "spin"] as const;
  * times in a hundred, where the glue between translated blocks costs more time than on KVM.
  */
 export function callChainFrom(fn: string): string[] | undefined {
+  // work_loop's other callees: the BSP's chores after each tick, an AP's likewise.
+  if ((CHORES as readonly string[]).includes(fn)) return [fn, "work_loop", "kmain"];
   const inner = CALL_CHAIN.indexOf(fn as typeof CALL_CHAIN[number]);
   return inner < 0 ? undefined : CALL_CHAIN.slice(0, inner + 1).reverse();
 }
